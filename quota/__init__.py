@@ -1,0 +1,1 @@
+"""snf.quota: the quota engine (resources, holdings, commissions, projects); no Flask."""

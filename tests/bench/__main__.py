@@ -1,0 +1,33 @@
+"""Run the benchmarks: ``python -m tests.bench [--smoke]``.
+
+--smoke runs each benchmark once with the fewest rounds (CI does this); figures from a full
+run go into README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from . import bench_testbed
+
+BENCHMARKS = {"testbed": bench_testbed.run}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--smoke", action="store_true", help="one quick round of each")
+    parser.add_argument("names", nargs="*", help=f"some of: {', '.join(BENCHMARKS)}")
+    args = parser.parse_args()
+    unknown = set(args.names) - set(BENCHMARKS)
+    if unknown:
+        parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
+    logging.basicConfig(level=logging.WARNING)
+    for name in args.names or BENCHMARKS:
+        print(f"## {name}{' (smoke)' if args.smoke else ''}", flush=True)
+        for line in BENCHMARKS[name](smoke=args.smoke):
+            print(line, flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""Command line for the testbed: ``python -m tests.testbed {up,down,status,exec} ...``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+
+from snf.common.cli import run_main
+
+from . import cluster, plan, test_providers
+from .forward import Forwarder
+
+
+def demo(port: int) -> int:
+    """Bring up cluster 1 with the test providers, then forward RAPI until interrupted."""
+    c = cluster.up(plan.ClusterPlan(1))
+    for node in c.plan.nodes:
+        test_providers.install(node)
+    server = Forwarder(port, cluster.lan(), (c.info.address, c.info.rapi_port))
+    print(
+        f"\n{c.info.name} is up (master {c.info.master}).\n"
+        f"Ganeti RAPI: https://127.0.0.1:{port}/2/info  user {c.info.rapi_user}  "
+        f"password {c.info.rapi_password}\n"
+        f"  curl -sk -u {c.info.rapi_user}:{c.info.rapi_password} https://127.0.0.1:{port}/2/info\n"
+        f"Run commands on the master: .venv/bin/python -m tests.testbed exec -- gnt-instance list\n"
+        f"Create a test instance:     .venv/bin/python -m tests.testbed exec -- gnt-instance add "
+        f"-t ext --disk 0:size=64,provider={test_providers.EXT_PROVIDER} "
+        f"-o {test_providers.OS_NAME} -n {c.info.master} --no-name-check --no-ip-check vm1\n"
+        f"Stop forwarding with Ctrl-C; remove everything with `make testbed-down`.",
+        flush=True,
+    )
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="testbed", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_up = sub.add_parser("up", help="bring up a fresh cluster (clearing leftovers first)")
+    p_up.add_argument("-c", "--cluster", type=int, default=1, help="cluster index (1-8)")
+    p_down = sub.add_parser("down", help="remove a cluster, or everything")
+    p_down.add_argument("-c", "--cluster", type=int, help="only this cluster")
+    sub.add_parser("status", help="list running clusters")
+    p_demo = sub.add_parser("demo", help="bring up cluster 1 and forward its RAPI to loopback")
+    p_demo.add_argument("--port", type=int, default=15080, help="host loopback port")
+    p_exec = sub.add_parser("exec", help="run a command inside a node")
+    p_exec.add_argument("-c", "--cluster", type=int, default=1)
+    p_exec.add_argument("-n", "--node", type=int, default=1)
+    p_exec.add_argument("argv", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="testbed: %(message)s")
+
+    if args.command == "up":
+        t0 = time.monotonic()
+        c = cluster.up(plan.ClusterPlan(args.cluster))
+        print(f"{c.info.name} is up in {time.monotonic() - t0:.1f} s: master {c.info.master}, "
+              f"RAPI https://{c.info.address}:{c.info.rapi_port} (from the services host "
+              f"{plan.SVC_ADDRESS}), user {c.info.rapi_user}, "
+              f"password in {plan.STATE_DIR}/c{args.cluster}/cluster.json")  # fmt: skip
+    elif args.command == "down":
+        cluster.down(args.cluster)
+    elif args.command == "status":
+        for path in sorted(plan.STATE_DIR.glob("c*/cluster.json")):
+            info = json.loads(path.read_text())
+            print(f"{info['name']}\t{info['address']}\tnodes: {' '.join(info['nodes'])}")
+    elif args.command == "demo":
+        return demo(args.port)
+    elif args.command == "exec":
+        command = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+        if not command:
+            parser.error("exec needs a command after --")
+        node = cluster.load(args.cluster).nodes[args.node - 1]
+        proc = node.run(command, check=False, timeout=3600)
+        sys.stdout.write(proc.stdout)
+        sys.stderr.write(proc.stderr)
+        return proc.returncode
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main, prog="testbed")

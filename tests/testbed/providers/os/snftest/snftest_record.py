@@ -1,0 +1,1 @@
+../../snftest_record.py
