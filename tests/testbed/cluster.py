@@ -129,6 +129,8 @@ def find_kernel() -> Path:
 def up(cluster: plan.ClusterPlan, *, progress: Callable[[str], None] = log.info) -> Cluster:
     """Bring up a fresh cluster (removing whatever an earlier run left of it)."""
     check_prerequisites()
+    if cluster.node_count != 1:
+        raise TestbedError("multi-node clusters are not built yet: use one node per cluster")
     down(cluster.index)
     t0 = time.monotonic()
     namespaces.create_lan()

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import tomllib
+import traceback
 from pathlib import Path
 from typing import Any, Literal, get_type_hints
 
@@ -329,21 +332,47 @@ def test_dangling_symlink(tmp_path: Path) -> None:
     assert load_error(tmp_path) == f"{link}: cannot read: No such file or directory"
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
-def test_unreadable_file_and_directories(tmp_path: Path) -> None:
-    path = write(tmp_path / "snf.toml", "[store]\n")
+def _unreadable_checks(base: Path) -> None:
+    path = write(base / "snf.toml", "[store]\n")
     path.chmod(0)
-    assert load_error(tmp_path) == f"{path}: cannot read: Permission denied"
+    assert load_error(base) == f"{path}: cannot read: Permission denied"
     path.unlink()
-    dropins = tmp_path / "conf.d"
+    dropins = base / "conf.d"
     dropins.mkdir(mode=0o300)
-    assert load_error(tmp_path) == f"{dropins}: cannot read directory: Permission denied"
+    assert load_error(base) == f"{dropins}: cannot read directory: Permission denied"
     dropins.chmod(0o700)
-    tmp_path.chmod(0o600)  # cannot look inside: not the same as "missing"
+    base.chmod(0o600)  # cannot look inside: not the same as "missing"
     try:
-        assert load_error(tmp_path) == f"{path}: cannot read: Permission denied"
+        assert load_error(base) == f"{path}: cannot read: Permission denied"
     finally:
-        tmp_path.chmod(0o700)
+        base.chmod(0o700)
+
+
+def test_unreadable_file_and_directories(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        _unreadable_checks(tmp_path)
+        return
+    # Root reads files whatever their mode: run the checks as nobody in a forked child.
+    base = Path(tempfile.mkdtemp(prefix="snf-config-test-", dir="/tmp"))
+    try:
+        os.chown(base, 65534, 65534)
+        pid = os.fork()
+        if pid == 0:
+            status = 1
+            try:
+                os.setgroups([])
+                os.setgid(65534)
+                os.setuid(65534)
+                _unreadable_checks(base)
+                status = 0
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                os._exit(status)
+        _, wait_status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(wait_status) == 0, "the checks as nobody failed"
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_config_dir_that_is_a_file(tmp_path: Path) -> None:
