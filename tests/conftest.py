@@ -10,8 +10,8 @@ import os
 from collections.abc import Callable, Iterator
 
 import pytest
-from snf.common.errors import SnfError
 
+from snf.common.errors import SnfError
 from tests.testbed import cluster as tb
 from tests.testbed import plan, test_providers
 

@@ -11,9 +11,9 @@ import subprocess
 from typing import Any
 
 import pytest
+
 from snf.common.errors import CommandFailed, JobFailed, RapiAuthError
 from snf.common.rapi import HooksAborted
-
 from tests.testbed import plan, test_providers
 from tests.testbed.cluster import Cluster, lan
 from tests.testbed.test_providers import EXT_PROVIDER, OS_NAME

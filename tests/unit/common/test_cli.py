@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from snf.common.cli import run_main
 from snf.common.errors import ConfigError
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal, get_type_hints
 
 import pytest
+
 from snf.common import config as cfg
 from snf.common.config import (
     Config,

@@ -1,6 +1,7 @@
 import pickle
 
 import pytest
+
 from snf.common import errors
 from snf.common.rapi import HooksAborted
 

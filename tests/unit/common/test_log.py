@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from snf.common import log
 from snf.common.config import LogConfig
 from snf.common.errors import ConfigError

@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+
 from snf.common.errors import (
     InvalidInput,
     JobCanceled,
