@@ -123,6 +123,16 @@ class Store(ABC):
         data = self._get_block(check_block_name(name))
         return data + bytes(self.block_size - len(data))
 
+    def read_block(self, name: str, offset: int, length: int) -> bytes:
+        """``length`` bytes of a block from ``offset`` (zero-padded); backends read only those."""
+        if name == ZERO_HASH:
+            return bytes(length)
+        data = self._read_block(check_block_name(name), offset, length)
+        return data + bytes(length - len(data))
+
+    def _read_block(self, name: str, offset: int, length: int) -> bytes:
+        return self._get_block(name)[offset : offset + length]
+
     def has_block(self, name: str) -> bool:
         return name == ZERO_HASH or self._has_block(check_block_name(name))
 

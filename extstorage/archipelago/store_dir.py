@@ -159,6 +159,13 @@ class DirStore(Store):
         except FileNotFoundError:
             raise BlockNotFound(f"block {name} is not in the store") from None
 
+    def _read_block(self, name: str, offset: int, length: int) -> bytes:
+        try:
+            with open(_fanout(self.root / "blocks", name), "rb", buffering=0) as f:
+                return os.pread(f.fileno(), length, offset)
+        except FileNotFoundError:
+            raise BlockNotFound(f"block {name} is not in the store") from None
+
     def _has_block(self, name: str) -> bool:
         return _fanout(self.root / "blocks", name).exists()
 
