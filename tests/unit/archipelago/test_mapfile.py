@@ -14,7 +14,7 @@ from snf.archipelago.mapfile import (
 from snf.common.errors import InvalidInput
 
 H = "ab" * 32
-O = "cd" * 16
+OID = "cd" * 16
 
 
 def test_new_map_is_a_header_and_zeros() -> None:
@@ -29,25 +29,25 @@ def test_new_map_is_a_header_and_zeros() -> None:
 def test_round_trip_and_patch_offsets() -> None:
     vmap = VolumeMap(3 * BLOCK_SIZE, epoch=7)
     vmap.set_entry(0, Entry(CONTENT, H))
-    offset, packed = vmap.set_entry(2, Entry(OBJECT, O, writable=True))
+    offset, packed = vmap.set_entry(2, Entry(OBJECT, OID, writable=True))
     data = bytearray(vmap.encode())
     assert data[offset : offset + len(packed)] == packed
     again = VolumeMap.decode(bytes(data))
     assert (again.size, again.epoch, again.readonly) == (3 * BLOCK_SIZE, 7, False)
     assert again.entry(0) == Entry(CONTENT, H)
     assert again.entry(1) == Entry(ZERO, "")
-    assert again.entry(2) == Entry(OBJECT, O, True)
-    assert list(again.references()) == [(CONTENT, H), (OBJECT, O)]
-    assert again.writable_objects() == [O]
+    assert again.entry(2) == Entry(OBJECT, OID, True)
+    assert list(again.references()) == [(CONTENT, H), (OBJECT, OID)]
+    assert again.writable_objects() == [OID]
 
 
 def test_snapshot_freezes_and_bumps_the_epoch() -> None:
     vmap = VolumeMap(2 * BLOCK_SIZE)
-    vmap.set_entry(0, Entry(OBJECT, O, writable=True))
+    vmap.set_entry(0, Entry(OBJECT, OID, writable=True))
     snap = vmap.frozen()
     vmap.release_writable()
     assert snap.readonly and vmap.epoch == 2
-    assert snap.entry(0) == vmap.entry(0) == Entry(OBJECT, O, False)
+    assert snap.entry(0) == vmap.entry(0) == Entry(OBJECT, OID, False)
     assert vmap.writable_objects() == []
 
 
