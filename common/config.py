@@ -114,9 +114,19 @@ class NfdhcpdConfig:
 
 @dataclass(frozen=True)
 class ArchipelagodConfig:
-    """[archipelagod]: the volume daemon. Its sockets and pid files live in run_dir."""
+    """[archipelagod]: the volume daemon, one per node.
+
+    Its control and NBD sockets, state and FUSE mount points live in run_dir; it logs to
+    log_file. blockdev says how attached volumes become kernel block devices: "nbd-client"
+    (the kernel's nbd driver), "fuse-loop" (qemu-storage-daemon's FUSE export plus a loop
+    device, for kernels without nbd), "auto" (nbd-client where the kernel has nbd), or
+    "none" (QEMU's userspace NBD access only). workers is the number of I/O threads.
+    """
 
     run_dir: Path = Path("/run/snf/archipelagod")
+    log_file: Path = Path("/var/log/snf/archipelagod.log")
+    blockdev: Literal["auto", "nbd-client", "fuse-loop", "none"] = "auto"
+    workers: int = 4
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,8 @@ NODE_BINDS: dict[str, str] = {
     "srv-ganeti": "/srv/ganeti",
     "etc-snf": "/etc/snf",
     "lib-snf": "/var/lib/snf",
+    "run-snf": "/run/snf",
+    "log-snf": "/var/log/snf",
 }
 
 #: Shared by every node, as an NFS export would be: the `dir` block store.
