@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from snf.common.cli import run_main
 from snf.common.config import Config, load_config
 from snf.common.errors import SnfError
 from snf.common.log import setup_logging
@@ -278,7 +279,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    from snf.common.cli import run_main
-
+def cli() -> None:
     run_main(main, prog="archipelagod")
+
+
+if __name__ == "__main__":
+    cli()

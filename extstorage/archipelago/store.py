@@ -112,7 +112,9 @@ class Store(ABC):
         if end == 0:
             return ZERO_HASH
         name = block_hash(data[:end])
-        if not self._has_block(name):
+        if self._has_block(name):
+            self._touch_block(name)  # in use again: out of the collector's reach for a while
+        else:
             self._put_block(name, bytes(data[:end]))
         return name
 
@@ -148,8 +150,16 @@ class Store(ABC):
     @abstractmethod
     def _delete_block(self, name: str) -> None: ...
     @abstractmethod
+    def _touch_block(self, name: str) -> None:
+        """Renew an existing block's modification time (the collector's safety window)."""
+
+    @abstractmethod
     def iter_blocks(self) -> Iterator[tuple[str, int, float]]:
         """(name, stored size, modification time) of every block."""
+
+    @abstractmethod
+    def block_mtime(self, name: str) -> float | None:
+        """A block's modification time (None if it is gone)."""
 
     # --- private objects -------------------------------------------------------------------
 
@@ -171,6 +181,8 @@ class Store(ABC):
     def delete_object(self, oid: str) -> None: ...
     @abstractmethod
     def iter_objects(self) -> Iterator[tuple[str, int, float]]: ...
+    @abstractmethod
+    def object_mtime(self, oid: str) -> float | None: ...
 
     # --- maps and their metadata -------------------------------------------------------------
 

@@ -93,6 +93,13 @@ def _create_exclusive(path: Path, data: bytes) -> bool:
     return True
 
 
+def _mtime(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return None
+
+
 def _walk(root: Path) -> Iterator[tuple[str, int, float]]:
     if not root.is_dir():
         return
@@ -169,11 +176,18 @@ class DirStore(Store):
     def _has_block(self, name: str) -> bool:
         return _fanout(self.root / "blocks", name).exists()
 
+    def _touch_block(self, name: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.utime(_fanout(self.root / "blocks", name))
+
     def _delete_block(self, name: str) -> None:
         _fanout(self.root / "blocks", name).unlink(missing_ok=True)
 
     def iter_blocks(self) -> Iterator[tuple[str, int, float]]:
         return _walk(self.root / "blocks")
+
+    def block_mtime(self, name: str) -> float | None:
+        return _mtime(_fanout(self.root / "blocks", name))
 
     # --- objects -------------------------------------------------------------------------------
 
@@ -206,6 +220,9 @@ class DirStore(Store):
 
     def iter_objects(self) -> Iterator[tuple[str, int, float]]:
         return _walk(self.root / "objects")
+
+    def object_mtime(self, oid: str) -> float | None:
+        return _mtime(self._object(oid))
 
     # --- maps, metadata, index ----------------------------------------------------------------
 

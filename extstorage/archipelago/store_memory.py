@@ -46,6 +46,11 @@ class MemoryStore(Store):
     def _has_block(self, name: str) -> bool:
         return name in self.blocks
 
+    def _touch_block(self, name: str) -> None:
+        with self._lock:
+            if name in self.blocks:
+                self.blocks[name] = (self.blocks[name][0], time.time())
+
     def _delete_block(self, name: str) -> None:
         self.blocks.pop(name, None)
 
@@ -53,6 +58,14 @@ class MemoryStore(Store):
         with self._lock:
             items = list(self.blocks.items())
         return iter([(n, len(d), t) for n, (d, t) in items])
+
+    def block_mtime(self, name: str) -> float | None:
+        found = self.blocks.get(name)
+        return found[1] if found else None
+
+    def object_mtime(self, oid: str) -> float | None:
+        found = self.objects.get(oid)
+        return found[1] if found else None
 
     def create_object(self, oid: str, data: bytes) -> None:
         with self._lock:
@@ -77,6 +90,7 @@ class MemoryStore(Store):
             if len(obj) < offset:
                 obj.extend(bytes(offset - len(obj)))
             obj[offset : offset + len(data)] = data
+            self.objects[oid] = (obj, time.time())
 
     def sync_objects(self, oids: set[str]) -> None:
         for oid in oids:

@@ -100,6 +100,27 @@ def describe(store: Store, name: str) -> dict[str, Any]:
     }
 
 
+def peek(store: Store, name: str, offset: int, length: int) -> bytes:
+    """Read any map's bytes without taking its lock (operators, tests): while a holder writes
+    the volume, the result may mix old and new data, as reading a disk under a writer does."""
+    vmap = load_map(store, name)
+    if offset < 0 or length < 0 or offset + length > vmap.size:
+        raise InvalidInput(f"{length} bytes at {offset} are outside {name} ({vmap.size} bytes)")
+    out = bytearray()
+    bs = vmap.block_size
+    while len(out) < length:
+        index, within = divmod(offset + len(out), bs)
+        n = min(bs - within, length - len(out))
+        entry = vmap.entry(index)
+        if entry.kind == ZERO:
+            out += bytes(n)
+        elif entry.kind == CONTENT:
+            out += store.read_block(entry.ident, within, n)
+        else:
+            out += store.read_object(entry.ident, within, n)
+    return bytes(out)
+
+
 def lookup_disk(store: Store, disk_uuid: str) -> dict[str, Any] | None:
     """Which volume is Ganeti's disk ``disk_uuid``, and what is its origin?  None if no volume."""
     name = store.get_index(DISK_INDEX, disk_uuid)

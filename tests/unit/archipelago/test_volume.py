@@ -216,3 +216,15 @@ def test_concurrent_writers_to_one_block_lose_nothing(store: Store) -> None:
             assert vol.read(i * 4096, 4096) == bytes([i + 1]) * 4096
     assert len([e for _, e in VolumeMap.decode(store.get_map("vol-1")).entries()
                 if e.kind == OBJECT]) == 1  # fmt: skip
+
+
+def test_peek_reads_any_map_without_the_lock(store: Store) -> None:
+    data = os.urandom(BLOCK_SIZE + 10)
+    image(store, data)
+    volumes.create_volume(store, "vol-1", 2 * BLOCK_SIZE, origin="img-1")
+    with Volume(store, "vol-1", "holder") as vol:
+        vol.write(5, b"abc")
+        assert volumes.peek(store, "vol-1", 0, 10) == data[:5] + b"abc" + data[8:10]
+    assert volumes.peek(store, "img-1", BLOCK_SIZE, 10) == data[BLOCK_SIZE:]
+    with pytest.raises(InvalidInput):
+        volumes.peek(store, "img-1", BLOCK_SIZE, BLOCK_SIZE)
