@@ -44,10 +44,10 @@ def store(arch: Cluster) -> Iterator[DirStore]:
 
 
 def add(c: Cluster, name: str, size: str = "64", **params: str) -> None:
-    extra = "".join(f",{k}={v}" for k, v in params.items())
-    c.gnt("gnt-instance", "add", "-t", "ext", "--disk", f"0:size={size},provider=archipelago{extra}",
-          "-o", OS_NAME, "-n", c.info.master, "--no-name-check", "--no-ip-check",
-          "-B", "memory=64", name)  # fmt: skip
+    disk = f"0:size={size},provider=archipelago" + "".join(f",{k}={v}" for k, v in params.items())
+    c.gnt("gnt-instance", "add", "-t", "ext", "--disk", disk, "-o", OS_NAME,
+          "-n", c.info.master, "--no-name-check", "--no-ip-check", "-B", "memory=64",
+          name)  # fmt: skip
 
 
 def remove(c: Cluster, name: str) -> None:

@@ -30,9 +30,8 @@ def install_snf(node: plan.NodePlan, python: str = sys.executable) -> None:
     installer = _installer()
     libdir, etc = node.state_dir / "srv-ganeti", node.state_dir / "etc-ganeti"
     for folder, where in installer.targets(Path("/L"), Path("/E")).items():
-        rel = where.relative_to("/L") if where.is_relative_to("/L") else None
-        if rel is not None:
-            target = libdir / rel
+        if where.is_relative_to("/L"):
+            target = libdir / where.relative_to("/L")
         else:
             target = etc / where.relative_to("/E/ganeti")
         installer.install_tree(REPO / folder, target, python)
