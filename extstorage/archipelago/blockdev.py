@@ -5,7 +5,7 @@ daemon's NBD export:
 
 * ``nbd-client``: the kernel's nbd driver (``nbd-client -unix SOCK /dev/nbdN -N VOLUME``);
 * ``fuse-loop``: for kernels without nbd (the CI machines): ``qemu-storage-daemon`` connects
-  to the export and offers it as a FUSE file, and ``losetup`` makes a loop device
+  to the export and offers it as a FUSE file, and ``losetup --direct-io`` makes a loop device
   of that file.  qemu-storage-daemon runs detached (its own session, no inherited pipes:
   Ganeti waits for the attach script's pipes to close) and reconnects to the NBD socket for
   30 s, so a restarted volume daemon takes over without the device failing.
@@ -78,10 +78,26 @@ def qsd_argv(volume: str, nbd_socket: Path, mountpoint: Path, pidfile: Path) -> 
 
 
 def losetup_argv(mountpoint: Path) -> list[str]:
-    # Not --direct-io: on this kernel, concurrent direct writes from a loop device into the
-    # FUSE file came out corrupted (seen with 1 MiB writes split into parallel bios), while
-    # the buffered loop keeps every byte; fsync on the device still reaches NBD FLUSH.
-    return ["losetup", "--find", "--show", str(mountpoint)]
+    return ["losetup", "--find", "--show", "--direct-io=on", str(mountpoint)]
+
+
+def serialize_fuse(mountpoint: Path) -> None:
+    """Let the kernel send qemu-storage-daemon one FUSE request at a time.
+
+    QEMU 7.2's FUSE export reads every request into one shared buffer, so concurrent
+    writes (a direct-I/O loop device issues them) can land with another request's data:
+    seen here as fio --verify failures.  FUSE's max_background = 1 keeps one asynchronous
+    request in flight; verified with fio --verify at iodepth 16.
+    """
+    connections = Path("/sys/fs/fuse/connections")
+    if not any(connections.iterdir()):
+        subprocess.run(["mount", "-t", "fusectl", "fusectl", str(connections)],
+                       capture_output=True, timeout=10)  # fmt: skip
+    knob = connections / str(os.stat(mountpoint).st_dev) / "max_background"
+    try:
+        knob.write_text("1\n")
+    except OSError as exc:
+        raise BlockDeviceError(f"cannot limit FUSE requests for {mountpoint}: {exc}") from None
 
 
 def nbd_client_argv(volume: str, nbd_socket: Path, device: str) -> list[str]:
@@ -138,6 +154,8 @@ def make_device(
                 )
             time.sleep(0.02)
     loops = _loops_of(mountpoint)
+    if not loops:
+        serialize_fuse(mountpoint)
     device = loops[0] if loops else _run(losetup_argv(mountpoint)).strip()
     return KernelDevice("fuse-loop", device, str(mountpoint), str(pidfile))
 

@@ -164,3 +164,7 @@ def main(argv: list[str]) -> int:
 
 def cli() -> None:
     run_main(main, prog="snf-archipelago")
+
+
+if __name__ == "__main__":
+    cli()

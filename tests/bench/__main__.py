@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 import logging
 
-from . import bench_testbed
+from . import bench_archipelago, bench_testbed
 
-BENCHMARKS = {"testbed": bench_testbed.run}
+BENCHMARKS = {"testbed": bench_testbed.run, "archipelago": bench_archipelago.run}
 
 
 def main() -> None:
