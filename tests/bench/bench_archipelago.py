@@ -13,6 +13,7 @@ Everything lives in a temporary directory under /var/tmp and is removed at the e
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import statistics
@@ -50,10 +51,8 @@ def _image(store: DirStore, name: str, size: int, seed: int) -> float:
 
 def _drop_caches() -> None:
     subprocess.run(["sync"], check=True)
-    try:
+    with contextlib.suppress(OSError):
         Path("/proc/sys/vm/drop_caches").write_text("3\n")
-    except OSError:
-        pass
 
 
 def _fio(device: str, rw: str, bs: str, size: int, iodepth: int, runtime: int) -> float:
@@ -103,8 +102,8 @@ def run(smoke: bool = False) -> list[str]:
         )
         src, dst = tmp / "file.raw", tmp / "copy.raw"
         data.write_file(src, big, seed=3)
-        t_copy = _timed(lambda: subprocess.run(
-            ["sh", "-c", 'cp --reflink=never "$0" "$1" && sync "$1"', src, dst], check=True))  # fmt: skip
+        copy = ["sh", "-c", 'cp --reflink=never "$0" "$1" && sync "$1"', src, dst]
+        t_copy = _timed(lambda: subprocess.run(copy, check=True))
         src.unlink()
         dst.unlink()
         lines += [
@@ -152,8 +151,8 @@ def _device_figures(tmp: Path, store: DirStore, size: int, runtime: int, smoke: 
     section = load_config(conf).archipelagod
     plain = tmp / "plain.raw"
     data.write_file(plain, size, seed=5)
-    loop = subprocess.run(["losetup", "--find", "--show", "--direct-io=on", str(plain)], capture_output=True,
-                          text=True, check=True).stdout.strip()  # fmt: skip
+    losetup = ["losetup", "--find", "--show", "--direct-io=on", str(plain)]
+    loop = subprocess.run(losetup, capture_output=True, text=True, check=True).stdout.strip()
     volumes_used = 2 if smoke else 10
     try:
         _image(store, "img-fio", size, seed=6)
