@@ -25,6 +25,7 @@ sysdeps:
 	@packaging/install-system-packages
 
 pydeps: $(STAMP)
+	@packaging/link-debian-modules $(VENV)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -65,3 +65,22 @@ def cluster2(testbed: Callable[[int], tb.Cluster]) -> tb.Cluster:
 def svc() -> tb.Host:
     """The services host (where clients, the portal and databases run)."""
     return tb.lan()
+
+
+@pytest.fixture(scope="session")
+def ceph(testbed: Callable[[int], tb.Cluster]) -> Iterator[object]:
+    """A single-node Ceph 16.2 in the services host (tests/testbed/ceph.py) with the pools
+    ``blocks`` and ``maps``: a ``tests.testbed.ceph.Ceph`` whose ``.conf`` clients use."""
+    import importlib.util
+    import shutil
+
+    from tests.testbed import ceph as tb_ceph
+
+    missing = [cmd for cmd in ("ceph-mon", "ceph-osd") if shutil.which(cmd) is None]
+    require(not missing, f"Ceph is not installed: no {', '.join(missing)} (run `make deps`)")
+    require(
+        importlib.util.find_spec("rados") is not None,
+        "python3-rados is not importable from the virtual environment (run `make deps`)",
+    )
+    yield tb_ceph.start()
+    tb_ceph.stop()

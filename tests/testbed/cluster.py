@@ -273,7 +273,7 @@ def _leftover_nodes(index: int | None) -> set[tuple[int, int]]:
         m = _NODE_NS.match(name)
         if m and (index is None or int(m.group(1)) == index):
             found.add((int(m.group(1)), int(m.group(2))))
-    for cdir in plan.STATE_DIR.glob("c*"):
+    for cdir in plan.STATE_DIR.glob("c[0-9]*"):
         for ndir in cdir.glob("n*"):
             c, n = cdir.name[1:], ndir.name[1:]
             if c.isdigit() and n.isdigit() and (index is None or int(c) == index):
@@ -291,7 +291,9 @@ def down(index: int | None = None) -> None:
     _detach_loops(sh, (str(plan.STATE_DIR) + "/", "/srv/ganeti/snftest/"))
     if index is not None:
         shutil.rmtree(plan.STATE_DIR / f"c{index}", ignore_errors=True)
-    remaining = [p for p in plan.STATE_DIR.glob("c*") if p.is_dir()]
+    # The lan namespace (the services host) stays while another cluster or Ceph uses it.
+    remaining = [p for p in plan.STATE_DIR.glob("c[0-9]*") if p.is_dir()]
+    remaining += [p for p in [plan.STATE_DIR / "ceph"] if p.exists()]
     if index is None or not remaining:
         namespaces.remove_netns(plan.LAN_NS)
         shutil.rmtree(plan.STATE_DIR, ignore_errors=True)
