@@ -6,11 +6,13 @@ tools do; everything Ganeti does runs inside the node's namespaces.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -71,8 +73,6 @@ def attached_devices(c: Cluster) -> dict[str, str]:
 
 
 def _list_daemon() -> dict[str, str]:
-    from pathlib import Path
-
     return control.request(Path(RUN_DIR), {"op": "list"})["volumes"]
 
 
@@ -235,7 +235,6 @@ def test_qemu_reads_and_writes_through_the_nbd_uri(arch: Cluster, store: DirStor
 def _kill_and_restart_daemon() -> dict[str, Any]:
     import signal
     import sys
-    from pathlib import Path
 
     pid = int(Path(RUN_DIR, "archipelagod.pid").read_text())
     os.kill(pid, signal.SIGKILL)
@@ -286,3 +285,71 @@ def test_concurrent_writes_through_the_block_device_keep_every_byte(
         assert "verify:" not in out, out
     finally:
         remove(arch, name)
+
+
+def _stop_daemon(c: Cluster) -> None:
+    """Stop the node's archipelagod (it reads its configuration only when it starts)."""
+    pidfile = c.node_path(f"{RUN_DIR}/archipelagod.pid")
+    text = pidfile.read_text().strip() if pidfile.exists() else ""
+    if not text:
+        return
+    pid = int(text)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, 15)
+        for _ in range(100):
+            os.kill(pid, 0)
+            if Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z":
+                break
+            time.sleep(0.05)
+
+
+def test_an_instance_on_the_rados_store(arch: Cluster, store: DirStore, ceph: Any) -> None:
+    from tests.integration.test_store_rados import open_store
+
+    dropin = arch.node_path("/etc/snf/conf.d/50-rados.toml")
+    dropin.parent.mkdir(exist_ok=True)
+    dropin.write_text(f'[store]\nbackend = "rados"\nceph_conf = "{ceph.conf}"\n')
+    _stop_daemon(arch)
+    rados_store = open_store(ceph.conf)
+    name = "vm-rados.snf.test"
+    try:
+        add(arch, name)
+        vol = None
+        for call in test_providers.calls(arch.plan.master):
+            if call["kind"] == "os" and call["env"].get("INSTANCE_NAME") == name:
+                vol = volumes.lookup_disk(rados_store, call["env"]["DISK_0_UUID"])["volume"]
+        assert vol is not None and not store.has_map(vol)  # in RADOS, not in the dir store
+        assert volumes.peek(rados_store, vol, 0, 64).startswith(b"SNFTEST-OS " + name.encode())
+        out = arch.master.call(_fio_verify, attached_devices(arch)[vol], "randwrite", "64k")
+        assert out.startswith("exit 0") and "verify:" not in out, out
+        assert volumes.describe(rados_store, vol)["holder"] is not None
+        remove(arch, name)
+        assert not rados_store.has_map(vol)
+    finally:
+        remove(arch, name)
+        dropin.unlink()
+        _stop_daemon(arch)
+        rados_store.close()
+
+
+@pytest.mark.kvm
+def test_kvm_opens_the_volume_through_nbd_with_userspace_access(
+    arch: Cluster, store: DirStore
+) -> None:
+    from tests.testbed import guest
+
+    initrd = guest.write_initramfs(plan.STATE_DIR / "guest" / "initramfs.cpio")
+    name = "vm-kvm-nbd.snf.test"
+    arch.gnt("gnt-instance", "add", "-H", f"kvm:initrd_path={initrd}", "-t", "ext",
+             "--disk", "0:size=64,provider=archipelago,access=userspace", "-o", OS_NAME,
+             "-B", "memory=128", "--no-name-check", "--no-ip-check", "-n", arch.info.master,
+             name)  # fmt: skip
+    try:
+        ps = arch.master.run(["ps", "-eo", "args"]).stdout
+        (qemu,) = [line for line in ps.splitlines() if "qemu-system" in line and name in line]
+        assert f"nbd:unix:{RUN_DIR}/nbd.sock:exportname=" in qemu
+        sock = f"/run/ganeti/kvm-hypervisor/ctrl/{name}.serial"
+        output, _ = arch.master.call(guest.read_console_until, sock, guest.HELLO, 120)
+        assert guest.HELLO in output
+    finally:
+        arch.gnt("gnt-instance", "remove", "-f", "--shutdown-timeout=0", name, check=False)
