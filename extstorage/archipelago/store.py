@@ -26,7 +26,7 @@ import secrets
 import socket
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,8 +104,12 @@ class Store(ABC):
 
     # --- blocks ------------------------------------------------------------------------------
 
-    def put_block(self, data: bytes | bytearray | memoryview) -> str:
-        """Store one block (at most 4 MiB) unless it is all zero or present; return its name."""
+    def put_block(self, data: bytes | bytearray | memoryview, *, durable: bool = True) -> str:
+        """Store one block (at most 4 MiB) unless it is all zero or present; return its name.
+
+        With ``durable=False`` the block may still be in the page cache: bulk writers store
+        many blocks that way and then make them durable at once with :meth:`sync_blocks`.
+        """
         if len(data) > self.block_size:
             raise InvalidInput(f"a block holds at most {self.block_size} bytes, not {len(data)}")
         end = content_length(data)
@@ -115,8 +119,11 @@ class Store(ABC):
         if self._has_block(name):
             self._touch_block(name)  # in use again: out of the collector's reach for a while
         else:
-            self._put_block(name, bytes(data[:end]))
+            self._put_block(name, bytes(data[:end]), durable=durable)
         return name
+
+    def sync_blocks(self, names: Iterable[str]) -> None:  # noqa: B027 - durable backends
+        """Make blocks stored with ``durable=False`` durable (a no-op where every put is)."""
 
     def get_block(self, name: str) -> bytes:
         """A block's bytes, zero-padded to the block size."""
@@ -142,7 +149,7 @@ class Store(ABC):
         self._delete_block(check_block_name(name))
 
     @abstractmethod
-    def _put_block(self, name: str, data: bytes) -> None: ...
+    def _put_block(self, name: str, data: bytes, *, durable: bool = True) -> None: ...
     @abstractmethod
     def _get_block(self, name: str) -> bytes: ...
     @abstractmethod

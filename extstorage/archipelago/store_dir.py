@@ -23,7 +23,7 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ from .store import (
     LockHeld,
     LockInfo,
     Store,
+    check_block_name,
     check_map_name,
     check_object_id,
 )
@@ -157,8 +158,20 @@ class DirStore(Store):
 
     # --- blocks --------------------------------------------------------------------------------
 
-    def _put_block(self, name: str, data: bytes) -> None:
-        _replace(_fanout(self.root / "blocks", name), data)
+    def _put_block(self, name: str, data: bytes, *, durable: bool = True) -> None:
+        _replace(_fanout(self.root / "blocks", name), data, durable=durable)
+
+    def sync_blocks(self, names: Iterable[str]) -> None:
+        paths = [_fanout(self.root / "blocks", check_block_name(n)) for n in set(names)]
+        for path in paths:
+            with contextlib.suppress(FileNotFoundError):
+                fd = os.open(path, os.O_RDONLY)
+                try:
+                    os.fdatasync(fd)
+                finally:
+                    os.close(fd)
+        for folder in {p.parent for p in paths}:
+            _fsync_dir(folder)
 
     def _get_block(self, name: str) -> bytes:
         try:

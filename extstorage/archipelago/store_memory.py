@@ -33,7 +33,7 @@ class MemoryStore(Store):
         self.requests: dict[str, dict[str, dict[str, Any]]] = {}
         self.answers: dict[tuple[str, str], dict[str, Any]] = {}
 
-    def _put_block(self, name: str, data: bytes) -> None:
+    def _put_block(self, name: str, data: bytes, *, durable: bool = True) -> None:
         with self._lock:
             self.blocks.setdefault(name, (data, time.time()))
 

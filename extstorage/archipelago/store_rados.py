@@ -250,7 +250,7 @@ class RadosStore(Store):
 
     # --- blocks and objects, in the blocks pool ----------------------------------------------
 
-    def _put_block(self, name: str, data: bytes) -> None:
+    def _put_block(self, name: str, data: bytes, *, durable: bool = True) -> None:
         _put(self._blocks, name, data, exclusive=True)  # present already: another writer won, fine
 
     def _get_block(self, name: str) -> bytes:

@@ -12,8 +12,10 @@ Metadata kept with each map (``Store.get_meta``)::
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, BinaryIO
 
 from snf.common.errors import Conflict, InvalidInput, NotFound
@@ -273,23 +275,32 @@ def import_image(
     return create_image_map(store, name, hashes, size, meta={"source": "import"})
 
 
-def hash_snapshot(store: Store, name: str) -> dict[str, int]:
+def hash_snapshot(store: Store, name: str, *, workers: int = 0) -> dict[str, int]:
     """Turn a snapshot's private blocks into content blocks, so that it reads exactly like an
-    object-store file (an image).  Returns {"blocks": hashed, "bytes": hashed bytes}."""
+    object-store file (an image).  Returns {"blocks": hashed, "bytes": hashed bytes}.
+
+    Blocks are read, hashed and stored by ``workers`` threads (hashing and I/O release the
+    GIL); the map is rewritten once, after every block it will name is stored.
+    """
     vmap = load_map(store, name)
     if not vmap.readonly:
         raise InvalidInput(f"{name} is a writable volume: snapshot it first")
-    hashed = 0
     bs = vmap.block_size
-    for index, entry in vmap.entries():
-        if entry.kind != OBJECT:
-            continue
-        digest = store.put_block(store.read_object(entry.ident, 0, bs))
-        vmap.set_entry(index, Entry(CONTENT, digest) if digest != ZERO_HASH else Entry(ZERO, ""))
-        hashed += 1
-    if hashed:
+    private = [(index, entry.ident) for index, entry in vmap.entries() if entry.kind == OBJECT]
+    workers = workers or max(2, os.cpu_count() or 1)
+
+    def hash_one(item: tuple[int, str]) -> tuple[int, str]:
+        index, oid = item
+        return index, store.put_block(store.read_object(oid, 0, bs))
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for index, digest in pool.map(hash_one, private):
+            vmap.set_entry(
+                index, Entry(CONTENT, digest) if digest != ZERO_HASH else Entry(ZERO, "")
+            )
+    if private:
         store.put_map(name, vmap.encode())
-    return {"blocks": hashed, "bytes": hashed * bs}
+    return {"blocks": len(private), "bytes": len(private) * bs}
 
 
 def content_hashes(vmap: VolumeMap) -> list[str]:
