@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from .mapfile import CONTENT, OBJECT, VolumeMap
@@ -65,25 +65,36 @@ def collect(
     # candidate's age is checked once more right before it is deleted.
     used_blocks, used_objects, result.maps = referenced(store)
     cutoff = now() - window
-    for name, size, mtime in store.iter_blocks():
-        if name in used_blocks:
-            result.kept_blocks += 1
-        elif mtime > cutoff or (store.block_mtime(name) or 0) > cutoff:
-            result.young += 1
-        else:
-            if not dry_run:
-                store.delete_block(name)
-            result.deleted_blocks += 1
-            result.freed_bytes += size
-    for oid, size, mtime in store.iter_objects():
-        if oid in used_objects:
-            result.kept_objects += 1
-        elif mtime > cutoff or (store.object_mtime(oid) or 0) > cutoff:
-            result.young += 1
-        else:
-            if not dry_run:
-                store.delete_object(oid)
-            result.deleted_objects += 1
-            result.freed_bytes += size
+    kept, deleted, freed = _sweep(store.iter_blocks(), used_blocks, store.block_mtime,
+                                  store.delete_block, cutoff, dry_run, result)  # fmt: skip
+    result.kept_blocks, result.deleted_blocks = kept, deleted
+    kept, deleted, freed_objects = _sweep(store.iter_objects(), used_objects, store.object_mtime,
+                                          store.delete_object, cutoff, dry_run, result)  # fmt: skip
+    result.kept_objects, result.deleted_objects = kept, deleted
+    result.freed_bytes = freed + freed_objects
     log.info("gc%s: %s", " (dry run)" if dry_run else "", result)
     return result
+
+
+def _sweep(
+    found: Iterable[tuple[str, int, float]],
+    used: set[str],
+    mtime_of: Callable[[str], float | None],
+    delete: Callable[[str], None],
+    cutoff: float,
+    dry_run: bool,
+    result: Collection,
+) -> tuple[int, int, int]:
+    """Delete what is neither used nor young; return (kept, deleted, bytes freed)."""
+    kept = deleted = freed = 0
+    for name, size, mtime in found:
+        if name in used:
+            kept += 1
+        elif mtime > cutoff or (mtime_of(name) or 0) > cutoff:
+            result.young += 1
+        else:
+            if not dry_run:
+                delete(name)
+            deleted += 1
+            freed += size
+    return kept, deleted, freed
