@@ -126,16 +126,10 @@ class Archipelagod:
         os.replace(tmp, self.state_dir / name)
 
     def _watch(self, name: str) -> None:
-        import threading
-
-        event = threading.Event()
         loop = asyncio.get_running_loop()
-
-        def wake() -> None:
-            loop.call_soon_threadsafe(self._wake.set)
-
-        event.set = wake  # type: ignore[method-assign]
-        self._unwatch[name] = self.store.wake_on_request(name, event)
+        self._unwatch[name] = self.store.wake_on_request(
+            name, lambda: loop.call_soon_threadsafe(self._wake.set)
+        )
 
     async def restore(self) -> None:
         """Take back the volumes a previous daemon on this node had attached."""

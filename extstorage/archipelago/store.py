@@ -24,7 +24,6 @@ from __future__ import annotations
 import re
 import secrets
 import socket
-import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -261,10 +260,10 @@ class Store(ABC):
     @abstractmethod
     def cancel_request(self, name: str, request_id: str) -> None: ...
 
-    def wake_on_request(self, name: str, event: threading.Event) -> Callable[[], None]:
-        """Set ``event`` whenever a request for volume ``name`` is posted, where the backend
-        can tell (RADOS watch/notify); return a function that stops this.  Holders still poll
-        :meth:`take_requests`; this only makes them answer sooner."""
+    def wake_on_request(self, name: str, wake: Callable[[], None]) -> Callable[[], None]:
+        """Call ``wake`` (from any thread) whenever a request for volume ``name`` is posted,
+        where the backend can tell (RADOS watch/notify); return a function that stops this.
+        Holders still poll :meth:`take_requests`; this only makes them answer sooner."""
         return lambda: None
 
     # --- reports -------------------------------------------------------------------------------

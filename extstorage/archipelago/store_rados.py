@@ -471,12 +471,12 @@ class RadosStore(Store):
         fill = lambda op: self._maps.remove_omap_keys(op, keys)  # noqa: E731
         _write(self._maps, f"req.{check_map_name(name)}", fill, guard=True)
 
-    def wake_on_request(self, name: str, event: threading.Event) -> Callable[[], None]:
-        """Set ``event`` on every notify of ``req.<name>``, i.e. every post_request (and on a
+    def wake_on_request(self, name: str, wake: Callable[[], None]) -> Callable[[], None]:
+        """Call ``wake`` on every notify of ``req.<name>``, i.e. every post_request (and on a
         watch error, so that the holder polls at once)."""
         key = f"req.{check_map_name(name)}"
         _write(self._maps, key, lambda op: op.new(rados.LIBRADOS_CREATE_IDEMPOTENT))
-        watch = self._maps.watch(key, lambda *_: event.set(), lambda *_: event.set())
+        watch = self._maps.watch(key, lambda *_: wake(), lambda *_: wake())
         with self._mutex:
             self._watches[id(watch)] = watch
 

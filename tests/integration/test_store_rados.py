@@ -118,7 +118,7 @@ class TestRadosStore(StoreContract):
         self, store: RadosStore, other: RadosStore
     ) -> None:
         woken = threading.Event()
-        stop = store.wake_on_request("vol-1", woken)
+        stop = store.wake_on_request("vol-1", woken.set)
         assert not woken.wait(0.3)
         rid = other.post_request("vol-1", {"op": "snapshot", "name": "s1"})
         assert woken.wait(5), "no notify reached the watcher"
