@@ -100,6 +100,9 @@ class Store(ABC):
     """The interface every backend implements (names are checked here, not by backends)."""
 
     block_size = BLOCK_SIZE
+    #: Object and block I/O is local memory or page-cache work (microseconds), not a
+    #: network round trip: callers may do small I/O without handing it to a thread.
+    local_io = False
 
     # --- blocks ------------------------------------------------------------------------------
 

@@ -121,6 +121,8 @@ def _walk(root: Path) -> Iterator[tuple[str, int, float]]:
 
 
 class DirStore(Store):
+    local_io = True
+
     def __init__(self, path: Path | str) -> None:
         self.root = Path(path)
         for sub in ("blocks", "objects", "maps", "meta", "index", "locks", "requests"):

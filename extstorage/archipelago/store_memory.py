@@ -22,6 +22,8 @@ from .store import (
 
 
 class MemoryStore(Store):
+    local_io = True
+
     def __init__(self) -> None:
         self._lock = threading.RLock()
         self.blocks: dict[str, tuple[bytes, float]] = {}

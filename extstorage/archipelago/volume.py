@@ -30,6 +30,7 @@ from .mapfile import CONTENT, OBJECT, ZERO, Entry, VolumeMap
 from .store import Store, new_object_id
 
 _STRIPES = 64
+_FAST_MAX = 256 * 1024
 
 
 class Volume:
@@ -102,6 +103,21 @@ class Volume:
         if entry.kind == CONTENT:
             return self.store.read_block(entry.ident, within, n)
         return self.store.read_object(entry.ident, within, n)
+
+    def is_fast(self, write: bool, offset: int, length: int) -> bool:
+        """Small I/O on a local store that needs no copy-on-write: microseconds of work."""
+        if not self.store.local_io or length > _FAST_MAX or length == 0 or self.closed:
+            return False
+        if offset < 0 or offset + length > self.map.size:
+            return False
+        if not write:
+            return True
+        bs = self.map.block_size
+        for index in range(offset // bs, (offset + length - 1) // bs + 1):
+            entry = self.map.entry(index)
+            if entry.kind != OBJECT or not entry.writable:
+                return False
+        return True
 
     def read(self, offset: int, length: int) -> bytes:
         self._check(offset, length)

@@ -228,3 +228,17 @@ def test_peek_reads_any_map_without_the_lock(store: Store) -> None:
     assert volumes.peek(store, "img-1", BLOCK_SIZE, 10) == data[BLOCK_SIZE:]
     with pytest.raises(InvalidInput):
         volumes.peek(store, "img-1", BLOCK_SIZE, BLOCK_SIZE)
+
+
+def test_is_fast_only_for_small_local_io_without_copy_on_write(store: Store) -> None:
+    volumes.create_volume(store, "vol-1", 2 * BLOCK_SIZE)
+    with Volume(store, "vol-1", "me") as vol:
+        assert vol.is_fast(False, 0, 4096)  # reading zeros
+        assert not vol.is_fast(True, 0, 4096)  # the first write copies
+        vol.write(0, b"x")
+        assert vol.is_fast(True, 4096, 4096)
+        assert not vol.is_fast(True, BLOCK_SIZE - 10, 20)  # touches the second block
+        assert not vol.is_fast(True, 0, 1 << 20)  # large: the thread pool does it
+        assert not vol.is_fast(False, 2 * BLOCK_SIZE, 1)  # out of range
+        store.local_io = False  # a network store (RADOS)
+        assert not vol.is_fast(False, 0, 4096)
