@@ -384,7 +384,11 @@ class NbdServer:
         sock = _bind(self.socket_path)
         self._inode = _inode(self.socket_path)
         try:
-            self._server = await asyncio.start_unix_server(self._accept, sock=sock)
+            # A stream buffer that holds a whole large write: with asyncio's 64 KiB default,
+            # every 4 MiB payload pauses and resumes the socket dozens of times.
+            self._server = await asyncio.start_unix_server(
+                self._accept, sock=sock, limit=MAX_PAYLOAD
+            )
         except BaseException:
             sock.close()
             self._unlink()
