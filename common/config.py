@@ -64,14 +64,20 @@ class StoreConfig:
 class PortalConfig:
     """[portal]: the web portal and its APIs.
 
-    bind is the host:port the portal listens on; base_url the URL clients reach it at (it
-    goes into the service catalog); database_url an SQLAlchemy URL (SQLite on one machine,
-    postgresql://... otherwise).
+    bind is the host:port the portal listens on (workers: gunicorn processes); base_url the
+    URL clients reach it at (it goes into the service catalog); database_url an SQLAlchemy
+    URL (SQLite on one machine, postgresql+psycopg://... otherwise). The session secret is
+    read from secret_key_file (created, mode 0600, on first start). API tokens last
+    api_token_hours; tokens issued by Keystone's password method keystone_token_hours.
     """
 
     bind: str = "127.0.0.1:8080"
     base_url: str = "http://127.0.0.1:8080"
     database_url: str = "sqlite:////var/lib/snf/portal.db"
+    secret_key_file: Path = Path("/etc/snf/portal-secret")
+    api_token_hours: int = 720
+    keystone_token_hours: int = 24
+    workers: int = 4
 
 
 @dataclass(frozen=True)

@@ -265,7 +265,7 @@ def test_daemon_killed_with_9_loses_no_flushed_write(arch: Cluster, store: DirSt
 def _fio_verify(device: str, rw: str, bs: str) -> str:
     argv = ["fio", "--name=integrity", f"--filename={device}", "--direct=1", "--ioengine=libaio",
             f"--rw={rw}", f"--bs={bs}", "--size=48M", "--iodepth=16", "--verify=crc32c",
-            "--do_verify=1", "--verify_fatal=1"]  # fmt: skip
+            "--do_verify=1", "--verify_fatal=1", "--verify_state_save=0"]  # fmt: skip
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=300)
     return f"exit {proc.returncode}\n{proc.stdout}{proc.stderr}"
 

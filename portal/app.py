@@ -1,0 +1,71 @@
+"""The portal's application factory: ``create_app(config)`` builds a Flask app; importing
+this module does nothing.  Production runs it under gunicorn (``snf-portal serve``)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+from sqlalchemy import event
+
+from snf.common.config import Config, load_config
+
+from . import errors
+from .extensions import db
+
+log = logging.getLogger("snf.portal")
+
+
+def _secret_key(path: Path) -> str:
+    """The session secret, created (mode 0600) on first use."""
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(48))
+        return path.read_text().strip()
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def create_app(config: Config | None = None, **overrides: Any) -> Flask:
+    """Build the portal.  ``overrides`` are Flask settings (tests: SQLALCHEMY_DATABASE_URI,
+    SQLALCHEMY_ENGINE_OPTIONS, ...)."""
+    config = config or load_config()
+    # Explicit paths: Flask cannot locate a package inside the `snf` namespace by itself.
+    here = Path(__file__).parent
+    app = Flask("snf.portal", root_path=str(here), instance_path=str(here / "instance"))
+    url = config.portal.database_url
+    app.config.update(
+        SNF=config,
+        SECRET_KEY=_secret_key(config.portal.secret_key_file),
+        SQLALCHEMY_DATABASE_URI=url,
+        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True},
+    )
+    app.config.update(overrides)
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        path = app.config["SQLALCHEMY_DATABASE_URI"].removeprefix("sqlite:///")
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+    db.init_app(app)
+    with app.app_context():
+        if db.engine.dialect.name == "sqlite":
+            event.listen(db.engine, "connect", _sqlite_pragmas)
+    errors.init_app(app)
+
+    from .identity.api import bp as identity_bp
+
+    app.register_blueprint(identity_bp)
+    return app

@@ -1,0 +1,184 @@
+"""snf-portal: run the portal and administer it.
+
+    snf-portal serve [--bind HOST:PORT] [--workers N]       gunicorn with the portal
+    snf-portal db upgrade [REVISION] | db current
+    snf-portal user add EMAIL --name NAME [--password-stdin] [--active] [--admin]
+    snf-portal user list | user show USER | user activate USER
+    snf-portal user modify USER [--name NAME] [--admin | --no-admin] [--password-stdin]
+    snf-portal service add NAME | service list | service revoke NAME
+    snf-portal token issue USER | token revoke USER
+
+USER is a UUID or an email.  Tokens are printed once, when issued: only their SHA-256 is
+kept.  The database is ``[portal] database_url`` of /etc/snf/snf.toml.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from sqlalchemy import select
+
+from snf.common.cli import run_main
+from snf.common.config import Config, load_config
+from snf.common.errors import InvalidInput
+
+from . import migrate
+
+
+def _read_password(args: argparse.Namespace) -> str | None:
+    if not getattr(args, "password_stdin", False):
+        return None
+    password = sys.stdin.readline().rstrip("\n")
+    if len(password) < 8:
+        raise InvalidInput("a password needs at least 8 characters")
+    return password
+
+
+def _with_session(config: Config, action) -> int:  # type: ignore[no-untyped-def]
+    from .app import create_app
+    from .extensions import db
+
+    app = create_app(config)
+    with app.app_context():
+        result = action(db.session)
+        db.session.commit()
+    return result or 0
+
+
+def _user_cmd(config: Config, args: argparse.Namespace) -> int:
+    from .identity import accounts
+    from .identity.models import User
+
+    def act(session) -> int:  # type: ignore[no-untyped-def]
+        if args.action == "add":
+            user = accounts.create_user(session, args.email, args.name or args.email,
+                                        password=_read_password(args), active=args.active,
+                                        admin=args.admin)  # fmt: skip
+            print(user.uuid)
+        elif args.action == "list":
+            for user in session.scalars(select(User).order_by(User.created)):
+                admin = " admin" if user.is_admin else ""
+                print(f"{user.uuid}\t{user.email}\t{user.display_name}\t{user.state}{admin}")
+        elif args.action == "show":
+            user = accounts.find_user(session, args.user)
+            methods = ", ".join(m.provider for m in user.login_methods) or "none"
+            print(f"uuid: {user.uuid}\nemail: {user.email}\nname: {user.display_name}")
+            print(f"state: {user.state}\nadmin: {user.is_admin}\nlogin methods: {methods}")
+        elif args.action == "activate":
+            accounts.activate(accounts.find_user(session, args.user))
+        elif args.action == "modify":
+            user = accounts.find_user(session, args.user)
+            if args.name:
+                user.display_name = args.name
+            if args.admin is not None:
+                user.is_admin = args.admin
+            password = _read_password(args)
+            if password is not None:
+                accounts.set_password(user, password)
+        return 0
+
+    return _with_session(config, act)
+
+
+def _service_cmd(config: Config, args: argparse.Namespace) -> int:
+    from .identity import accounts
+    from .identity.models import Service
+
+    def act(session) -> int:  # type: ignore[no-untyped-def]
+        if args.action == "add":
+            token, _ = accounts.add_service(session, args.name)
+            print(token)
+        elif args.action == "list":
+            for service in session.scalars(select(Service).order_by(Service.name)):
+                state = "revoked" if service.revoked else "active"
+                print(f"{service.name}\t{service.uuid}\t{state}")
+        elif args.action == "revoke":
+            accounts.revoke_service(session, args.name)
+        return 0
+
+    return _with_session(config, act)
+
+
+def _token_cmd(config: Config, args: argparse.Namespace) -> int:
+    from .identity import accounts
+
+    def act(session) -> int:  # type: ignore[no-untyped-def]
+        user = accounts.find_user(session, args.user)
+        if args.action == "issue":
+            token, row = accounts.issue_user_token(session, user, kind="api",
+                                                   hours=config.portal.api_token_hours)  # fmt: skip
+            print(token)
+            print(f"expires {row.expires:%Y-%m-%d %H:%M} UTC", file=sys.stderr)
+        else:
+            print(f"revoked {accounts.revoke_user_tokens(session, user)} tokens", file=sys.stderr)
+        return 0
+
+    return _with_session(config, act)
+
+
+def _serve(config: Config, args: argparse.Namespace) -> int:
+    bind = args.bind or config.portal.bind
+    workers = str(args.workers or config.portal.workers)
+    argv = [sys.executable, "-m", "gunicorn", "--bind", bind, "--workers", workers,
+            "--access-logfile", "-", "snf.portal.app:create_app()"]  # fmt: skip
+    os.execv(sys.executable, argv)
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="snf-portal", description=__doc__.split("\n")[0])
+    parser.add_argument("--config-dir", type=Path, help="default: $SNF_CONFIG_DIR or /etc/snf")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("serve", help="run the portal under gunicorn")
+    p.add_argument("--bind")
+    p.add_argument("--workers", type=int)
+    p = sub.add_parser("db", help="the database schema")
+    p.add_argument("action", choices=["upgrade", "current"])
+    p.add_argument("revision", nargs="?", default="head")
+    p = sub.add_parser("user", help="users")
+    users = p.add_subparsers(dest="action", required=True)
+    q = users.add_parser("add")
+    q.add_argument("email")
+    q.add_argument("--name")
+    q.add_argument("--password-stdin", action="store_true", help="read a password from stdin")
+    q.add_argument("--active", action="store_true", help="verified, moderated and active now")
+    q.add_argument("--admin", action="store_true")
+    users.add_parser("list")
+    for action in ("show", "activate"):
+        users.add_parser(action).add_argument("user")
+    q = users.add_parser("modify")
+    q.add_argument("user")
+    q.add_argument("--name")
+    q.add_argument("--admin", action=argparse.BooleanOptionalAction, default=None)
+    q.add_argument("--password-stdin", action="store_true")
+    p = sub.add_parser("service", help="service accounts (nodes, hooks, event daemon)")
+    services = p.add_subparsers(dest="action", required=True)
+    services.add_parser("add").add_argument("name")
+    services.add_parser("list")
+    services.add_parser("revoke").add_argument("name")
+    p = sub.add_parser("token", help="users' API tokens")
+    tokens = p.add_subparsers(dest="action", required=True)
+    tokens.add_parser("issue").add_argument("user")
+    tokens.add_parser("revoke").add_argument("user")
+    args = parser.parse_args(argv)
+    config = load_config(args.config_dir)
+
+    if args.command == "db":
+        url = config.portal.database_url
+        if args.action == "upgrade":
+            migrate.upgrade(url, args.revision)
+        print(migrate.current(url) or "empty")
+        return 0
+    commands = {"serve": _serve, "user": _user_cmd, "service": _service_cmd, "token": _token_cmd}
+    return commands[args.command](config, args)
+
+
+def cli() -> None:
+    run_main(main, prog="snf-portal")
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,1 @@
+"""The portal's one Alembic history (identity, quota and, later, every other domain)."""

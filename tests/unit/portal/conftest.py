@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from snf.common.config import load_config
+from snf.portal import migrate
+from snf.portal.app import create_app
+from snf.portal.extensions import db
+from snf.portal.identity import accounts
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Iterator[Flask]:
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    url = f"sqlite:///{tmp_path / 'portal.db'}"
+    (etc / "snf.toml").write_text(
+        f'[portal]\ndatabase_url = "{url}"\nsecret_key_file = "{tmp_path / "secret"}"\n'
+        'base_url = "https://cloud.example.test"\n'
+    )
+    migrate.upgrade(url)
+    app = create_app(load_config(etc))
+    yield app
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def alice(app: Flask) -> dict[str, str]:
+    with app.app_context():
+        user = accounts.create_user(db.session, "alice@example.test", "Alice",
+                                    password="correct horse", active=True)  # fmt: skip
+        token, _ = accounts.issue_user_token(db.session, user, kind="api", hours=24)
+        db.session.commit()
+        return {"uuid": str(user.uuid), "token": token, "email": user.email}
