@@ -7,6 +7,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+KAMAKI := $(HOME)/.local/bin/kamaki
 PYTEST_ARGS ?=
 
 # make install: where Ganeti looks, and the interpreter written into the shims.
@@ -24,8 +25,12 @@ deps: sysdeps pydeps
 sysdeps:
 	@packaging/install-system-packages
 
-pydeps: $(STAMP)
+pydeps: $(STAMP) $(KAMAKI)
 	@packaging/link-debian-modules $(VENV)
+
+# kamaki 0.16 is Python 2 only: the e2e tests run it under pyenv's 2.7.18.
+$(KAMAKI):
+	PYENV_VERSION=2.7.18 python2 -m pip install -q --user kamaki
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)

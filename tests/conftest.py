@@ -84,3 +84,13 @@ def ceph(testbed: Callable[[int], tb.Cluster]) -> Iterator[object]:
     )
     yield tb_ceph.start()
     tb_ceph.stop()
+
+
+@pytest.fixture(scope="session")
+def portal(testbed: Callable[[int], tb.Cluster]) -> Iterator[object]:
+    """The portal under gunicorn in the services host, on SQLite: a tests.testbed.portal.Portal."""
+    from tests.testbed import portal as tb_portal
+
+    tb.namespaces.create_lan()
+    yield tb_portal.start()
+    tb_portal.stop()

@@ -1,0 +1,69 @@
+"""Real clients against the portal in the testbed: python-openstackclient (Keystone v3) and
+kamaki 0.16 under Python 2.7 (Astakos v2.0), each run inside the services host."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import require
+from tests.testbed import plan
+from tests.testbed.cluster import lan
+
+KAMAKI = Path.home() / ".local" / "bin" / "kamaki"
+OPENSTACK = Path(sys.executable).parent / "openstack"
+PASSWORD = "e2e password 1"
+
+
+@pytest.fixture(scope="module")
+def alice(portal: Any) -> dict[str, str]:
+    email = "alice-e2e@example.test"
+    uuid = portal.snf_portal("user", "add", email, "--name", "Alice E2E", "--active",
+                             "--password-stdin", input=PASSWORD + "\n").strip()  # fmt: skip
+    token = portal.snf_portal("token", "issue", email).strip()
+    return {"email": email, "uuid": uuid, "token": token}
+
+
+def test_openstack_token_issue(portal: Any, alice: dict[str, str]) -> None:
+    require(OPENSTACK.exists(), "python-openstackclient is not installed (make deps)")
+    out = lan().run([
+        str(OPENSTACK), "--os-auth-url", f"{portal.base_url}/identity/v3",
+        "--os-identity-api-version", "3", "--os-username", alice["email"],
+        "--os-password", PASSWORD, "--os-user-domain-name", "Default",
+        "--os-project-name", alice["email"], "--os-project-domain-name", "Default",
+        "token", "issue", "-f", "json",
+    ], timeout=120).stdout  # fmt: skip
+    issued = json.loads(out)
+    assert issued["user_id"] == alice["uuid"]
+    assert issued["project_id"] == alice["uuid"]
+    assert issued["id"] and issued["expires"]
+
+
+def test_openstack_refuses_a_wrong_password(portal: Any, alice: dict[str, str]) -> None:
+    require(OPENSTACK.exists(), "python-openstackclient is not installed (make deps)")
+    proc = lan().run([
+        str(OPENSTACK), "--os-auth-url", f"{portal.base_url}/identity/v3",
+        "--os-identity-api-version", "3", "--os-username", alice["email"],
+        "--os-password", "not the password", "--os-user-domain-name", "Default",
+        "token", "issue",
+    ], timeout=120, check=False)  # fmt: skip
+    assert proc.returncode != 0
+    assert "401" in proc.stderr or "authenticate" in proc.stderr.lower()
+
+
+def test_kamaki_user_info(portal: Any, alice: dict[str, str]) -> None:
+    require(KAMAKI.exists() and shutil.which("python2") is not None,
+            "kamaki 0.16 for Python 2.7 is not installed (make deps)")  # fmt: skip
+    conf = plan.STATE_DIR / "portal" / "kamakirc"
+    conf.write_text(
+        "[global]\ndefault_cloud = snf\n\n"
+        f'[cloud "snf"]\nurl = {portal.base_url}/identity/v2.0\ntoken = {alice["token"]}\n'
+    )
+    out = lan().run([str(KAMAKI), "-c", str(conf), "user", "info"], timeout=120).stdout
+    assert alice["uuid"] in out
+    assert "Alice E2E" in out

@@ -1,0 +1,95 @@
+"""The portal, running under gunicorn in the testbed's services host (192.0.2.1:8080).
+
+``start()`` writes its configuration under /var/lib/snf-testbed/portal (SQLite by default,
+or the database URL given), upgrades the schema, starts gunicorn detached inside the lan
+namespace and waits until it answers; ``stop()`` ends it.  Clients reach it only from inside
+the testbed (``cluster.lan().run(...)`` or ``.call(...)``).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import plan
+from .cluster import lan
+from .namespaces import CLEAN_ENV
+
+PORT = 8080
+BASE_URL = f"http://{plan.SVC_ADDRESS}:{PORT}"
+VENV_BIN = Path(sys.executable).parent
+
+
+@dataclass(frozen=True)
+class Portal:
+    base_url: str
+    config_dir: Path
+    pid: int
+
+    def snf_portal(self, *argv: str, input: str | None = None) -> str:
+        """Run the snf-portal CLI against this portal's configuration; return stdout."""
+        env = {**os.environ, "SNF_CONFIG_DIR": str(self.config_dir)}
+        proc = subprocess.run([str(VENV_BIN / "snf-portal"), *argv], env=env, input=input,
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
+        if proc.returncode != 0:
+            raise RuntimeError(f"snf-portal {' '.join(argv)}: {proc.stderr.strip()}")
+        return proc.stdout
+
+
+def _probe(url: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2).read()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def start(database_url: str | None = None) -> Portal:
+    stop()
+    root = plan.STATE_DIR / "portal"
+    etc = root / "etc"
+    etc.mkdir(parents=True, exist_ok=True)
+    url = database_url or f"sqlite:///{root / 'portal.db'}"
+    (etc / "snf.toml").write_text(
+        f'[portal]\nbind = "{plan.SVC_ADDRESS}:{PORT}"\nbase_url = "{BASE_URL}"\n'
+        f'database_url = "{url}"\nsecret_key_file = "{root / "secret"}"\nworkers = 2\n'
+    )
+    env = {**CLEAN_ENV, "SNF_CONFIG_DIR": str(etc)}
+    subprocess.run([str(VENV_BIN / "snf-portal"), "db", "upgrade"], env=env, check=True,
+                   capture_output=True, timeout=120)  # fmt: skip
+    log = open(root / "portal.log", "ab")  # noqa: SIM115 - handed to gunicorn
+    proc = subprocess.Popen(
+        [*lan().enter_argv(), "env", "-i", *(f"{k}={v}" for k, v in env.items()),
+         str(VENV_BIN / "snf-portal"), "serve"],
+        stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+    )  # fmt: skip
+    (root / "portal.pid").write_text(str(proc.pid))
+    lan().call(_probe, f"{BASE_URL}/identity/v3", 30.0)
+    return Portal(BASE_URL, etc, proc.pid)
+
+
+def stop() -> None:
+    pidfile = plan.STATE_DIR / "portal" / "portal.pid"
+    try:
+        pid = int(pidfile.read_text())
+    except (FileNotFoundError, ValueError):
+        return
+    try:
+        os.killpg(pid, signal.SIGTERM)
+        for _ in range(100):
+            os.killpg(pid, 0)
+            time.sleep(0.05)
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    pidfile.unlink(missing_ok=True)
