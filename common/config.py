@@ -124,14 +124,16 @@ class ArchipelagodConfig:
 
     Its control and NBD sockets, state and FUSE mount points live in run_dir; it logs to
     log_file. blockdev says how attached volumes become kernel block devices: "nbd-client"
-    (the kernel's nbd driver), "fuse-loop" (qemu-storage-daemon's FUSE export plus a loop
-    device, for kernels without nbd), "auto" (nbd-client where the kernel has nbd), or
-    "none" (QEMU's userspace NBD access only). workers is the number of I/O threads.
+    (the kernel's nbd driver), "fuse-loop" (the daemon's own FUSE export plus a loop device,
+    for kernels without nbd; the device dies with the daemon), "qsd-loop" (the same through
+    qemu-storage-daemon: survives daemon restarts, slower), "auto" (nbd-client where the
+    kernel has nbd, else fuse-loop), or "none" (QEMU's userspace NBD access only). workers
+    is the number of I/O threads.
     """
 
     run_dir: Path = Path("/run/snf/archipelagod")
     log_file: Path = Path("/var/log/snf/archipelagod.log")
-    blockdev: Literal["auto", "nbd-client", "fuse-loop", "none"] = "auto"
+    blockdev: Literal["auto", "nbd-client", "fuse-loop", "qsd-loop", "none"] = "auto"
     workers: int = 4
 
 

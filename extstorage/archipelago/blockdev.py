@@ -1,14 +1,18 @@
 """Kernel block devices for volumes served over NBD.
 
-Ganeti's ``attach`` must print a block device.  Two ways to make one from the volume
-daemon's NBD export:
+Ganeti's ``attach`` must print a block device.  Three ways to make one:
 
-* ``nbd-client``: the kernel's nbd driver (``nbd-client -unix SOCK /dev/nbdN -N VOLUME``);
-* ``fuse-loop``: for kernels without nbd (the CI machines): ``qemu-storage-daemon`` connects
-  to the export and offers it as a FUSE file, and ``losetup --direct-io`` makes a loop device
-  of that file.  qemu-storage-daemon runs detached (its own session, no inherited pipes:
-  Ganeti waits for the attach script's pipes to close) and reconnects to the NBD socket for
-  30 s, so a restarted volume daemon takes over without the device failing.
+* ``nbd-client``: the kernel's nbd driver on the daemon's NBD export
+  (``nbd-client -unix SOCK /dev/nbdN -N VOLUME``);
+* ``fuse-loop`` (the default where the kernel has no nbd, as on the CI machines): the
+  volume daemon itself offers the volume as a one-file FUSE filesystem (fuse.py) and
+  ``losetup --direct-io`` makes a loop device of that file.  Fast; but the device dies with
+  the daemon: a daemon killed and restarted gives the volume a new device at the next attach;
+* ``qsd-loop``: ``qemu-storage-daemon`` connects to the NBD export and offers it as a FUSE
+  file for the loop device.  It runs detached (its own session, no inherited pipes: Ganeti
+  waits for the attach script's pipes to close) and reconnects to the NBD socket for 30 s,
+  so a restarted volume daemon takes over without the device failing; but QEMU 7.2's FUSE
+  export must be fed one request at a time (``serialize_fuse``), which makes it slow.
 
 The argv builders are pure (the dry run and the tests print them); ``make_device`` and
 ``remove_device`` run them.
@@ -26,6 +30,8 @@ from pathlib import Path
 
 from snf.common.errors import CommandFailed, SnfError
 
+from .fuse import FuseExport
+from .nbd import BlockDevice
 from .store import check_map_name
 
 RECONNECT_DELAY = 30
@@ -35,9 +41,13 @@ class BlockDeviceError(SnfError):
     """A kernel block device could not be made or removed."""
 
 
+#: The in-process FUSE exports of this process, by mountpoint (fuse-loop devices).
+_EXPORTS: dict[str, FuseExport] = {}
+
+
 @dataclass(frozen=True)
 class KernelDevice:
-    method: str  # "nbd-client" | "fuse-loop"
+    method: str  # "nbd-client" | "fuse-loop" | "qsd-loop"
     device: str
     mountpoint: str = ""
     pidfile: str = ""
@@ -124,13 +134,23 @@ def _free_nbd() -> str:
 
 
 def make_device(
-    method: str, volume: str, nbd_socket: Path, work_dir: Path, log_file: Path
+    method: str,
+    volume: str,
+    nbd_socket: Path,
+    work_dir: Path,
+    log_file: Path,
+    device: BlockDevice | None = None,
 ) -> KernelDevice:
+    """Make a kernel device for ``volume`` (``device`` is the open volume, for fuse-loop)."""
     if method == "nbd-client":
-        device = _free_nbd()
-        _run(nbd_client_argv(volume, nbd_socket, device))
-        return KernelDevice("nbd-client", device)
-    mountpoint = work_dir / "fuse" / volume
+        dev = _free_nbd()
+        _run(nbd_client_argv(volume, nbd_socket, dev))
+        return KernelDevice("nbd-client", dev)
+    if method == "fuse-loop":
+        if device is None:
+            raise BlockDeviceError("fuse-loop needs the open volume")
+        return _fuse_loop(volume, device, work_dir)
+    mountpoint = work_dir / "qsd" / volume
     pidfile = work_dir / "qsd" / f"{volume}.pid"
     for folder in (mountpoint.parent, pidfile.parent):
         folder.mkdir(parents=True, exist_ok=True)
@@ -155,9 +175,33 @@ def make_device(
             time.sleep(0.02)
     loops = _loops_of(mountpoint)
     if not loops:
-        serialize_fuse(mountpoint)
-    device = loops[0] if loops else _run(losetup_argv(mountpoint)).strip()
-    return KernelDevice("fuse-loop", device, str(mountpoint), str(pidfile))
+        serialize_fuse(mountpoint)  # QEMU 7.2's FUSE export: one request at a time
+    loop = loops[0] if loops else _run(losetup_argv(mountpoint)).strip()
+    return KernelDevice("qsd-loop", loop, str(mountpoint), str(pidfile))
+
+
+def _fuse_loop(volume: str, device: BlockDevice, work_dir: Path) -> KernelDevice:
+    mountpoint = work_dir / "fuse" / check_map_name(volume)
+    mountpoint.parent.mkdir(parents=True, exist_ok=True)
+    _clear_stale_mount(mountpoint)
+    export = FuseExport(device, mountpoint)
+    export.start()
+    _EXPORTS[str(mountpoint)] = export
+    try:
+        loop = _run(losetup_argv(mountpoint)).strip()
+    except BaseException:
+        _EXPORTS.pop(str(mountpoint)).close()
+        raise
+    return KernelDevice("fuse-loop", loop, str(mountpoint))
+
+
+def _clear_stale_mount(mountpoint: Path) -> None:
+    """A mount left by a daemon that died: its loop devices and the dead FUSE mount go."""
+    if str(mountpoint) in _EXPORTS or not FuseExport.is_mounted(mountpoint):
+        return
+    for loop in _loops_of(mountpoint):
+        subprocess.run(["losetup", "-d", loop], capture_output=True, timeout=30)
+    subprocess.run(["umount", "-l", str(mountpoint)], capture_output=True, timeout=30)
 
 
 def remove_device(dev: KernelDevice) -> None:
@@ -168,6 +212,13 @@ def remove_device(dev: KernelDevice) -> None:
     mountpoint = Path(dev.mountpoint)
     for loop in _loops_of(mountpoint):
         _run(["losetup", "-d", loop])
+    if dev.method == "fuse-loop":
+        export = _EXPORTS.pop(str(mountpoint), None)
+        if export is not None:
+            export.close()
+        else:
+            _clear_stale_mount(mountpoint)
+        return
     _stop_qsd(Path(dev.pidfile))
     deadline = time.monotonic() + 10
     while os.path.ismount(mountpoint) and time.monotonic() < deadline:
@@ -205,7 +256,10 @@ def _alive(pid: int) -> bool:
 
 
 def device_usable(dev: KernelDevice) -> bool:
-    """Still there after a restart of the volume daemon?"""
+    """Still working after a restart of the volume daemon?  (fuse-loop devices never are:
+    their FUSE server was the old daemon.)"""
     if dev.method == "nbd-client":
         return Path(dev.device).exists()
+    if dev.method == "fuse-loop":
+        return str(Path(dev.mountpoint)) in _EXPORTS
     return os.path.ismount(dev.mountpoint) and dev.device in _loops_of(Path(dev.mountpoint))

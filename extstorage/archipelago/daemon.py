@@ -8,9 +8,9 @@ volumes it holds (live snapshots, grow).  Control: ``<run_dir>/control.sock`` (c
 
 State survives the daemon: ``<run_dir>/attached/<volume>`` records each attached volume and
 its kernel device, so a daemon killed with -9 and started again takes its volumes back (its
-lock owner name is the same: ``archipelagod@<host>``) and the devices go on working (their
-qemu-storage-daemon reconnects).  SIGTERM: flush and close every volume, leave the devices
-(a restarted daemon takes them back); ``detach`` is what removes a device.
+lock owner name is the same: ``archipelagod@<host>``): nbd-client and qsd-loop devices go on
+working (they reconnect); fuse-loop devices, served by this process, are made anew.  SIGTERM
+flushes and closes every volume; ``detach`` is what removes a device.
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ class Archipelagod:
                 try:
                     device = await asyncio.to_thread(
                         blockdev.make_device, self.method, name, self.run_dir / NBD_SOCKET,
-                        self.run_dir, self.section.log_file,
+                        self.run_dir, self.section.log_file, self.volumes[name],
                     )  # fmt: skip
                 except BaseException:
                     await self._close_volume(name)
@@ -145,6 +145,10 @@ class Archipelagod:
                     device = blockdev.KernelDevice(**state["device"])
                     if blockdev.device_usable(device):
                         self.devices[name] = device
+                    else:  # its server died with the old daemon: clean up, make a new one
+                        log.warning("%s: %s no longer works; making a new device",
+                                    name, device.device)  # fmt: skip
+                        await asyncio.to_thread(blockdev.remove_device, device)
                 await self.attach(name)
                 log.info("took back %s after a restart", name)
             except (SnfError, OSError, ValueError) as exc:
@@ -246,7 +250,12 @@ class Archipelagod:
         server.close()
         maintainer.cancel()
         for name in list(self.volumes):
-            await self._close_volume(name)  # devices stay; a new daemon takes them back
+            device = self.devices.get(name)
+            if device is not None and device.method == "fuse-loop":
+                # This process serves the device: it cannot outlive us.
+                log.warning("%s: %s stops working with this daemon", name, device.device)
+                await asyncio.to_thread(blockdev.remove_device, device)
+            await self._close_volume(name)  # other devices stay; a new daemon takes them back
         await self.nbd.close()
         control_path.unlink(missing_ok=True)
 

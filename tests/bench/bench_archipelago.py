@@ -228,7 +228,7 @@ def _device_figures(tmp: Path, store: DirStore, size: int, runtime: int, smoke: 
     pct = {k: 100 * ours[k] / base[k] for k in base}
     return [
         f"fio --direct=1 on {size // MiB} MiB, {runtime} s per job: the volume's block device "
-        "(loop on qemu-storage-daemon's FUSE export of archipelagod's NBD export) vs a loop "
+        "(a loop device on archipelagod's own FUSE export of the volume) vs a loop "
         "device on a plain file",
         "",
         "| job | volume | plain loop | ratio | goal |",

@@ -245,7 +245,14 @@ def _kill_and_restart_daemon() -> dict[str, Any]:
     return {"killed": pid}
 
 
-def test_daemon_killed_with_9_loses_no_flushed_write(arch: Cluster, store: DirStore) -> None:
+@pytest.mark.parametrize("method", ["fuse-loop", "qsd-loop"])
+def test_daemon_killed_with_9_loses_no_flushed_write(
+    arch: Cluster, store: DirStore, method: str
+) -> None:
+    dropin = arch.node_path("/etc/snf/conf.d/60-blockdev.toml")
+    dropin.parent.mkdir(exist_ok=True)
+    dropin.write_text(f'[archipelagod]\nblockdev = "{method}"\n')
+    _stop_daemon(arch)
     name = "vm-kill.snf.test"
     add(arch, name)
     try:
@@ -253,13 +260,20 @@ def test_daemon_killed_with_9_loses_no_flushed_write(arch: Cluster, store: DirSt
         device = attached_devices(arch)[vol]
         arch.master.call(_write_pattern, device, 4 * MiB, 0x77, 2 * MiB)  # fsync'd
         arch.master.call(_kill_and_restart_daemon)
-        # The device waits for the new daemon, which takes the volume back.
-        arch.master.call(_write_pattern, device, 12 * MiB, 0x99, MiB)
+        if method == "qsd-loop":
+            # The device waited for the new daemon, which took the volume back.
+            arch.master.call(_write_pattern, device, 12 * MiB, 0x99, MiB)
+        else:
+            # The old device died with its FUSE server; the new daemon made a new one.
+            arch.master.call(_write_pattern, _wait_attached(arch, vol), 12 * MiB, 0x99, MiB)
         assert volumes.peek(store, vol, 4 * MiB, 2 * MiB) == b"\x77" * 2 * MiB
         assert volumes.peek(store, vol, 12 * MiB, MiB) == b"\x99" * MiB
         assert volumes.describe(store, vol)["holder"] == f"archipelagod@{arch.plan.master.name}"
     finally:
         remove(arch, name)
+        dropin.unlink()
+        _stop_daemon(arch)
+
 
 
 def _fio_verify(device: str, rw: str, bs: str) -> str:
@@ -285,6 +299,21 @@ def test_concurrent_writes_through_the_block_device_keep_every_byte(
         assert "verify:" not in out, out
     finally:
         remove(arch, name)
+
+
+def _wait_attached(c: Cluster, vol: str, timeout: float = 30) -> str:
+    """The volume's device once the (restarted) daemon answers and holds it again."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            device = attached_devices(c).get(vol)
+        except control.DaemonUnavailable:
+            device = None
+        if device:
+            return device
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{vol} was not attached again within {timeout} s")
+        time.sleep(0.1)
 
 
 def _stop_daemon(c: Cluster) -> None:
