@@ -275,7 +275,6 @@ def test_daemon_killed_with_9_loses_no_flushed_write(
         _stop_daemon(arch)
 
 
-
 def _fio_verify(device: str, rw: str, bs: str) -> str:
     argv = ["fio", "--name=integrity", f"--filename={device}", "--direct=1", "--ioengine=libaio",
             f"--rw={rw}", f"--bs={bs}", "--size=48M", "--iodepth=16", "--verify=crc32c",
