@@ -35,6 +35,8 @@ from .nbd import BlockDevice
 from .store import check_map_name
 
 RECONNECT_DELAY = 30
+#: Threads per FUSE export: on 2 cores, 2 beat 4 for sequential I/O and halve the memory.
+FUSE_WORKERS = 2
 
 
 class BlockDeviceError(SnfError):
@@ -184,7 +186,7 @@ def _fuse_loop(volume: str, device: BlockDevice, work_dir: Path) -> KernelDevice
     mountpoint = work_dir / "fuse" / check_map_name(volume)
     mountpoint.parent.mkdir(parents=True, exist_ok=True)
     _clear_stale_mount(mountpoint)
-    export = FuseExport(device, mountpoint)
+    export = FuseExport(device, mountpoint, workers=FUSE_WORKERS)
     export.start()
     _EXPORTS[str(mountpoint)] = export
     try:
