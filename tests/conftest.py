@@ -94,3 +94,23 @@ def portal(testbed: Callable[[int], tb.Cluster]) -> Iterator[object]:
     tb.namespaces.create_lan()
     yield tb_portal.start()
     tb_portal.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres(testbed: Callable[[int], tb.Cluster]) -> Iterator[str]:
+    """A PostgreSQL 15 server in the services host (tests/testbed/postgres.py) with the role
+    and database ``snf``: its SQLAlchemy URL, ``postgresql+psycopg://snf:...@192.0.2.1:5432/snf``.
+
+    The address exists only inside the lan namespace: connect through
+    ``tests.testbed.postgres.create_engine(url)``, which makes each connection there.
+    """
+    from tests.testbed import postgres as tb_postgres
+
+    require(
+        tb_postgres.installed(),
+        f"PostgreSQL {tb_postgres.VERSION} is not installed: no {tb_postgres.BIN}/initdb "
+        "(run `make deps`)",
+    )
+    server = tb_postgres.start()
+    yield server.url
+    tb_postgres.stop()

@@ -291,9 +291,11 @@ def down(index: int | None = None) -> None:
     _detach_loops(sh, (str(plan.STATE_DIR) + "/", "/srv/ganeti/snftest/"))
     if index is not None:
         shutil.rmtree(plan.STATE_DIR / f"c{index}", ignore_errors=True)
-    # The lan namespace (the services host) stays while another cluster or Ceph uses it.
+    # The lan namespace (the services host) stays while another cluster, Ceph or a running
+    # PostgreSQL (tests/testbed/postgres.py: its pid file) uses it.
     remaining = [p for p in plan.STATE_DIR.glob("c[0-9]*") if p.is_dir()]
     remaining += [p for p in [plan.STATE_DIR / "ceph"] if p.exists()]
+    remaining += [p for p in [plan.STATE_DIR / "postgres/data/postmaster.pid"] if p.exists()]
     if index is None or not remaining:
         namespaces.remove_netns(plan.LAN_NS)
         shutil.rmtree(plan.STATE_DIR, ignore_errors=True)
