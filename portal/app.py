@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
-from sqlalchemy import event
 
 from snf.common.config import Config, load_config
+from snf.quota.database import configure as configure_sqlite
 
 from . import errors
 from .extensions import db
@@ -30,13 +30,6 @@ def _secret_key(path: Path) -> str:
         with os.fdopen(fd, "w") as f:
             f.write(secrets.token_urlsafe(48))
         return path.read_text().strip()
-
-
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.close()
 
 
 def create_app(config: Config | None = None, **overrides: Any) -> Flask:
@@ -61,11 +54,12 @@ def create_app(config: Config | None = None, **overrides: Any) -> Flask:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
     db.init_app(app)
     with app.app_context():
-        if db.engine.dialect.name == "sqlite":
-            event.listen(db.engine, "connect", _sqlite_pragmas)
+        configure_sqlite(db.engine)  # BEGIN IMMEDIATE, busy timeout, foreign keys
     errors.init_app(app)
 
+    from .account import bp as account_bp
     from .identity.api import bp as identity_bp
 
     app.register_blueprint(identity_bp)
+    app.register_blueprint(account_bp)
     return app

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from snf.common.db import utcnow
 from snf.common.errors import Conflict, InvalidInput, NotFound
+from snf.quota import engine as quota
 
 from . import secrets as sec
 from .models import LoginMethod, Service, Token, User
@@ -71,6 +72,7 @@ def create_user(
         )
     session.add(user)
     session.flush()
+    quota.ensure_user(session, user.uuid)  # the system project and base quota
     return user
 
 
