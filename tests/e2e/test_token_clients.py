@@ -67,3 +67,17 @@ def test_kamaki_user_info(portal: Any, alice: dict[str, str]) -> None:
     out = lan().run([str(KAMAKI), "-c", str(conf), "user", "info"], timeout=120).stdout
     assert alice["uuid"] in out
     assert "Alice E2E" in out
+
+
+def test_kamaki_quota_and_resource_list(portal: Any, alice: dict[str, str]) -> None:
+    require(KAMAKI.exists() and shutil.which("python2") is not None,
+            "kamaki 0.16 for Python 2.7 is not installed (make deps)")  # fmt: skip
+    conf = plan.STATE_DIR / "portal" / "kamakirc"
+    conf.write_text(
+        "[global]\ndefault_cloud = snf\n\n"
+        f'[cloud "snf"]\nurl = {portal.base_url}/identity/v2.0\ntoken = {alice["token"]}\n'
+    )
+    out = lan().run([str(KAMAKI), "-c", str(conf), "quota", "list"], timeout=120).stdout
+    assert alice["uuid"] in out and "cyclades.vm" in out
+    out = lan().run([str(KAMAKI), "-c", str(conf), "resource", "list"], timeout=120).stdout
+    assert "pithos.diskspace" in out

@@ -296,6 +296,7 @@ def down(index: int | None = None) -> None:
     remaining = [p for p in plan.STATE_DIR.glob("c[0-9]*") if p.is_dir()]
     remaining += [p for p in [plan.STATE_DIR / "ceph"] if p.exists()]
     remaining += [p for p in [plan.STATE_DIR / "postgres/data/postmaster.pid"] if p.exists()]
+    remaining += [p for p in [plan.STATE_DIR / "portal/portal.pid"] if p.exists()]
     if index is None or not remaining:
         namespaces.remove_netns(plan.LAN_NS)
         shutil.rmtree(plan.STATE_DIR, ignore_errors=True)
