@@ -127,6 +127,13 @@ class Store(ABC):
     def sync_blocks(self, names: Iterable[str]) -> None:  # noqa: B027 - durable backends
         """Make blocks stored with ``durable=False`` durable (a no-op where every put is)."""
 
+    def adopt_object(self, oid: str, name: str) -> bool:
+        """Make the frozen private object ``oid`` also content block ``name`` without copying
+        its data, where the backend can (a hard link in a directory); False: the caller
+        stores the block itself.  Only for objects no volume writes any more (a snapshot's),
+        whose whole block size is content (no trailing zeros)."""
+        return False
+
     def get_block(self, name: str) -> bytes:
         """A block's bytes, zero-padded to the block size."""
         if name == ZERO_HASH:

@@ -20,7 +20,7 @@ from typing import Any, BinaryIO
 
 from snf.common.errors import Conflict, InvalidInput, NotFound
 
-from .hashing import BLOCK_SIZE, ZERO_HASH
+from .hashing import BLOCK_SIZE, ZERO_HASH, block_hash, content_length
 from .mapfile import CONTENT, OBJECT, READONLY, ZERO, Entry, VolumeMap
 from .store import BlockNotFound, LockHeld, Store, check_map_name, default_owner
 from .volume import Volume
@@ -279,8 +279,10 @@ def hash_snapshot(store: Store, name: str, *, workers: int = 0) -> dict[str, int
     """Turn a snapshot's private blocks into content blocks, so that it reads exactly like an
     object-store file (an image).  Returns {"blocks": hashed, "bytes": hashed bytes}.
 
-    Blocks are read, hashed and stored by ``workers`` threads (hashing and I/O release the
-    GIL); the map is rewritten once, after every block it will name is stored.
+    Blocks are read and hashed by ``workers`` threads (hashing and I/O release the GIL). A
+    block that is content to its end becomes a content block without a copy where the store
+    can (a hard link to the frozen object); others are stored without waiting for the disk.
+    Then all are made durable and only then is the map rewritten, once.
     """
     vmap = load_map(store, name)
     if not vmap.readonly:
@@ -291,13 +293,23 @@ def hash_snapshot(store: Store, name: str, *, workers: int = 0) -> dict[str, int
 
     def hash_one(item: tuple[int, str]) -> tuple[int, str]:
         index, oid = item
-        return index, store.put_block(store.read_object(oid, 0, bs))
+        data = store.read_object(oid, 0, bs)
+        if content_length(data) == bs:  # full of content: the object can become the block
+            digest = block_hash(data)
+            if store.adopt_object(oid, digest):
+                return index, digest
+        return index, store.put_block(data, durable=False)
 
+    stored: list[str] = []
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for index, digest in pool.map(hash_one, private):
-            vmap.set_entry(
-                index, Entry(CONTENT, digest) if digest != ZERO_HASH else Entry(ZERO, "")
-            )
+            if digest == ZERO_HASH:
+                vmap.set_entry(index, Entry(ZERO, ""))
+            else:
+                vmap.set_entry(index, Entry(CONTENT, digest))
+                stored.append(digest)
+        # Every block (and every link) durable before the map names it.
+        list(pool.map(store.sync_blocks, [stored[i::workers] for i in range(workers)]))
     if private:
         store.put_map(name, vmap.encode())
     return {"blocks": len(private), "bytes": len(private) * bs}

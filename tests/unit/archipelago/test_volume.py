@@ -242,3 +242,27 @@ def test_is_fast_only_for_small_local_io_without_copy_on_write(store: Store) -> 
         assert not vol.is_fast(False, 2 * BLOCK_SIZE, 1)  # out of range
         store.local_io = False  # a network store (RADOS)
         assert not vol.is_fast(False, 0, 4096)
+
+
+def test_hashing_a_dir_snapshot_links_full_blocks_instead_of_copying(tmp_path: Path) -> None:
+    store = DirStore(tmp_path / "store")
+    full, short = os.urandom(BLOCK_SIZE), os.urandom(100)
+    volumes.create_volume(store, "vol-1", 2 * BLOCK_SIZE)
+    with Volume(store, "vol-1", "me") as vol:
+        vol.write(0, full)
+        vol.write(BLOCK_SIZE, short)  # the rest of this block is zeros: stored shortened
+        vol.snapshot("snap-1")
+    objects = {e.ident: i for i, e in volumes.load_map(store, "snap-1").entries()}
+    volumes.hash_snapshot(store, "snap-1")
+    entries = dict(volumes.load_map(store, "snap-1").entries())
+    obj_of = {i: o for o, i in objects.items()}
+    block0 = store.root / "blocks" / entries[0].ident[:2] / entries[0].ident[2:4] / entries[0].ident
+    obj0 = store.root / "objects" / obj_of[0][:2] / obj_of[0][2:4] / obj_of[0]
+    assert block0.stat().st_ino == obj0.stat().st_ino  # linked, not copied
+    block1 = store.root / "blocks" / entries[1].ident[:2] / entries[1].ident[2:4] / entries[1].ident
+    assert block1.stat().st_size == 100  # copied without its trailing zeros
+    assert volumes.peek(store, "snap-1", 0, BLOCK_SIZE + 100) == full + short
+    # The volume writes on (copy-on-write); the linked block does not change.
+    with Volume(store, "vol-1", "me") as vol:
+        vol.write(0, b"changed")
+    assert store.get_block(entries[0].ident) == full
