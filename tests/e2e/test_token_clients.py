@@ -29,6 +29,18 @@ def alice(portal: Any) -> dict[str, str]:
     return {"email": email, "uuid": uuid, "token": token}
 
 
+def kamaki_config(portal: Any, user: dict[str, str]) -> Path:
+    """A kamakirc for ``user`` (kamaki 0.16 under Python 2.7 must be installed)."""
+    require(KAMAKI.exists() and shutil.which("python2") is not None,
+            "kamaki 0.16 for Python 2.7 is not installed (make deps)")  # fmt: skip
+    conf = plan.STATE_DIR / "portal" / "kamakirc"
+    conf.write_text(
+        "[global]\ndefault_cloud = snf\n\n"
+        f'[cloud "snf"]\nurl = {portal.base_url}/identity/v2.0\ntoken = {user["token"]}\n'
+    )
+    return conf
+
+
 def test_openstack_token_issue(portal: Any, alice: dict[str, str]) -> None:
     require(OPENSTACK.exists(), "python-openstackclient is not installed (make deps)")
     out = lan().run([
@@ -57,26 +69,14 @@ def test_openstack_refuses_a_wrong_password(portal: Any, alice: dict[str, str]) 
 
 
 def test_kamaki_user_info(portal: Any, alice: dict[str, str]) -> None:
-    require(KAMAKI.exists() and shutil.which("python2") is not None,
-            "kamaki 0.16 for Python 2.7 is not installed (make deps)")  # fmt: skip
-    conf = plan.STATE_DIR / "portal" / "kamakirc"
-    conf.write_text(
-        "[global]\ndefault_cloud = snf\n\n"
-        f'[cloud "snf"]\nurl = {portal.base_url}/identity/v2.0\ntoken = {alice["token"]}\n'
-    )
+    conf = kamaki_config(portal, alice)
     out = lan().run([str(KAMAKI), "-c", str(conf), "user", "info"], timeout=120).stdout
     assert alice["uuid"] in out
     assert "Alice E2E" in out
 
 
 def test_kamaki_quota_and_resource_list(portal: Any, alice: dict[str, str]) -> None:
-    require(KAMAKI.exists() and shutil.which("python2") is not None,
-            "kamaki 0.16 for Python 2.7 is not installed (make deps)")  # fmt: skip
-    conf = plan.STATE_DIR / "portal" / "kamakirc"
-    conf.write_text(
-        "[global]\ndefault_cloud = snf\n\n"
-        f'[cloud "snf"]\nurl = {portal.base_url}/identity/v2.0\ntoken = {alice["token"]}\n'
-    )
+    conf = kamaki_config(portal, alice)
     out = lan().run([str(KAMAKI), "-c", str(conf), "quota", "list"], timeout=120).stdout
     assert alice["uuid"] in out and "cyclades.vm" in out
     out = lan().run([str(KAMAKI), "-c", str(conf), "resource", "list"], timeout=120).stdout

@@ -22,7 +22,12 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield f"sqlite:///{tmp_path / 'm.db'}"
         return
     pg_url = request.getfixturevalue("postgres")
+    _empty(pg_url)  # other tests share this database
     yield pg_url
+    _empty(pg_url)
+
+
+def _empty(pg_url: str) -> None:
     from tests.testbed.postgres import create_engine as pg_engine
 
     engine = pg_engine(pg_url)

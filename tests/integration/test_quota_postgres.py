@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from snf.quota.models import Holding
 from tests.testbed import plan
 from tests.testbed import postgres as tb_postgres
+from tests.testbed.namespaces import thread_in_netns
 from tests.unit.quota.dbs import POOL, Db, clear, create_tables, sqlite_engine
 from tests.unit.quota.engine_contract import EngineContract
 from tests.unit.quota.race_contract import RaceContract
@@ -64,8 +65,8 @@ def test_the_server_address_exists_only_in_the_services_host(postgres: str) -> N
     with socket.socket() as s, pytest.raises(OSError) as outside:
         s.bind((plan.SVC_ADDRESS, 0))
     assert outside.value.errno == errno.EADDRNOTAVAIL
-    with tb_postgres.in_lan(), socket.create_connection((plan.SVC_ADDRESS, 5432), timeout=5):
-        pass
+    with thread_in_netns(plan.LAN_NS):
+        socket.create_connection((plan.SVC_ADDRESS, 5432), timeout=5).close()
 
 
 def test_connections_are_made_in_the_lan_from_any_thread(pg_engine: Engine) -> None:

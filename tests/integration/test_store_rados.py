@@ -6,8 +6,6 @@ in the services host's network namespace, so librados' threads (started then) st
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import os
 import threading
 import time
@@ -22,43 +20,17 @@ from snf.archipelago.hashing import BLOCK_SIZE
 from snf.archipelago.store import BlockNotFound, LockHeld, Store, new_object_id
 from tests.testbed import plan
 from tests.testbed.ceph import Ceph, conf_text
+from tests.testbed.namespaces import thread_in_netns
 from tests.unit.archipelago.store_contract import StoreContract
 
 if TYPE_CHECKING:
     from snf.archipelago.store_rados import RadosStore
 
-CLONE_NEWNET = 0x40000000
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def _setns(fd: int) -> None:
-    if _libc.setns(fd, CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"setns: {os.strerror(err)}")
-
-
-@contextlib.contextmanager
-def in_lan() -> Iterator[None]:
-    """Run the block with this thread in the services host's network namespace."""
-    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    try:
-        lan = os.open(f"/run/netns/{plan.LAN_NS}", os.O_RDONLY)
-        try:
-            _setns(lan)
-        finally:
-            os.close(lan)
-        try:
-            yield
-        finally:
-            _setns(own)
-    finally:
-        os.close(own)
-
 
 def open_store(conf: Path, **kwargs: Any) -> RadosStore:
     from snf.archipelago.store_rados import RadosStore
 
-    with in_lan():
+    with thread_in_netns(plan.LAN_NS):
         return RadosStore(conf, **kwargs)
 
 
@@ -67,7 +39,7 @@ def admin(ceph: Ceph) -> Iterator[Any]:
     """A plain librados connection to the test cluster, for emptying and inspecting pools."""
     import rados
 
-    with in_lan():
+    with thread_in_netns(plan.LAN_NS):
         cluster = rados.Rados(conffile=str(ceph.conf))
         cluster.conf_set("client_mount_timeout", "10")
         cluster.connect(timeout=10)

@@ -19,7 +19,7 @@ import signal
 import subprocess
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -71,6 +71,26 @@ def _setns(path: Path | str, nstype: int) -> None:
             raise OSError(err, f"setns({path}): {os.strerror(err)}")
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def thread_in_netns(netns: str) -> Iterator[None]:
+    """Run the block with the calling thread (only) in network namespace ``netns``.
+
+    Sockets made inside stay there, and threads started inside (librados') inherit it; the
+    thread comes back to its own namespace afterwards.
+    """
+    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    try:
+        _setns(Path("/run/netns") / netns, CLONE_NEWNET)
+        try:
+            yield
+        finally:
+            if _libc.setns(own, CLONE_NEWNET) != 0:
+                err = ctypes.get_errno()
+                raise OSError(err, f"setns back: {os.strerror(err)}")
+    finally:
+        os.close(own)
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,6 @@ first needs a new connection, which may well be outside.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import os
 import secrets
@@ -37,7 +36,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,7 +45,7 @@ from snf.common.errors import CommandFailed
 
 from . import namespaces, plan
 from .cluster import TestbedError
-from .namespaces import CLEAN_ENV, Host
+from .namespaces import CLEAN_ENV, Host, thread_in_netns
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -66,9 +65,6 @@ ROLE = "snf"
 OS_USER = "postgres"
 POSTGRES_HOME = "/var/lib/postgresql"
 START_TIMEOUT = 60.0
-
-CLONE_NEWNET = 0x40000000
-_libc = ctypes.CDLL(None, use_errno=True)
 
 
 @dataclass(frozen=True)
@@ -180,37 +176,13 @@ def create_engine(url: str, **kwargs: Any) -> Engine:
     }
 
     def connect() -> psycopg.Connection[Any]:
-        with in_lan():
+        with thread_in_netns(plan.LAN_NS):
             return psycopg.connect(**params)
 
     return sqlalchemy.create_engine(url, creator=connect, **kwargs)
 
 
-@contextlib.contextmanager
-def in_lan() -> Iterator[None]:
-    """Run the block with the calling thread (only) in the services host's network namespace."""
-    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    try:
-        lan = os.open(f"/run/netns/{plan.LAN_NS}", os.O_RDONLY)
-        try:
-            _setns(lan)
-        finally:
-            os.close(lan)
-        try:
-            yield
-        finally:
-            _setns(own)
-    finally:
-        os.close(own)
-
-
 # --- helpers ----------------------------------------------------------------------------------
-
-
-def _setns(fd: int) -> None:
-    if _libc.setns(fd, CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"setns: {os.strerror(err)}")
 
 
 def _configure() -> None:
