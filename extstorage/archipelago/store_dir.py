@@ -24,6 +24,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +121,13 @@ def _walk(root: Path) -> Iterator[tuple[str, int, float]]:
                 yield entry.name, st.st_size, st.st_mtime
 
 
+@dataclass
+class _Open:
+    fd: int
+    users: int = 0
+    closing: bool = False
+
+
 class DirStore(Store):
     local_io = True
 
@@ -127,36 +135,54 @@ class DirStore(Store):
         self.root = Path(path)
         for sub in ("blocks", "objects", "maps", "meta", "index", "locks", "requests"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
-        self._fds: OrderedDict[Path, int] = OrderedDict()
+        self._fds: OrderedDict[Path, _Open] = OrderedDict()
         self._fd_lock = threading.Lock()
 
-    # --- open file cache (objects and maps written in place) ----------------------------------
+    # --- open files (objects and maps written in place, blocks read in part) ---------------
 
-    def _fd(self, path: Path) -> int:
+    @contextlib.contextmanager
+    def _open(self, path: Path, flags: int = os.O_RDWR) -> Iterator[int]:
+        """A cached descriptor for ``path``, never closed while a caller uses it."""
         with self._fd_lock:
-            fd = self._fds.pop(path, None)
-            if fd is None:
+            entry = self._fds.pop(path, None)
+            if entry is None:
                 try:
-                    fd = os.open(path, os.O_RDWR)
+                    entry = _Open(os.open(path, flags))
                 except FileNotFoundError:
                     raise BlockNotFound(
                         f"{path.relative_to(self.root)} is not in the store"
                     ) from None
-                while len(self._fds) >= _MAX_OPEN:
-                    os.close(self._fds.popitem(last=False)[1])
-            self._fds[path] = fd
-            return fd
+            entry.users += 1
+            self._fds[path] = entry
+            idle = [p for p, e in self._fds.items() if e.users == 0]
+            for victim in idle[: max(0, len(self._fds) - _MAX_OPEN)]:
+                os.close(self._fds.pop(victim).fd)
+        try:
+            yield entry.fd
+        finally:
+            with self._fd_lock:
+                entry.users -= 1
+                if entry.closing and entry.users == 0:
+                    os.close(entry.fd)
 
     def _forget(self, path: Path) -> None:
+        """Close ``path``'s cached descriptor (now, or when its last user is done)."""
         with self._fd_lock:
-            fd = self._fds.pop(path, None)
-        if fd is not None:
-            os.close(fd)
+            entry = self._fds.pop(path, None)
+            if entry is not None:
+                if entry.users == 0:
+                    os.close(entry.fd)
+                else:
+                    entry.closing = True
 
     def close(self) -> None:
         with self._fd_lock:
             while self._fds:
-                os.close(self._fds.popitem()[1])
+                entry = self._fds.popitem()[1]
+                if entry.users == 0:
+                    os.close(entry.fd)
+                else:
+                    entry.closing = True
 
     # --- blocks --------------------------------------------------------------------------------
 
@@ -182,11 +208,9 @@ class DirStore(Store):
             raise BlockNotFound(f"block {name} is not in the store") from None
 
     def _read_block(self, name: str, offset: int, length: int) -> bytes:
-        try:
-            with open(_fanout(self.root / "blocks", name), "rb", buffering=0) as f:
-                return os.pread(f.fileno(), length, offset)
-        except FileNotFoundError:
-            raise BlockNotFound(f"block {name} is not in the store") from None
+        # Content blocks never change: a cached descriptor stays right even after a delete.
+        with self._open(_fanout(self.root / "blocks", name), os.O_RDONLY) as fd:
+            return os.pread(fd, length, offset)
 
     def _has_block(self, name: str) -> bool:
         return _fanout(self.root / "blocks", name).exists()
@@ -214,19 +238,21 @@ class DirStore(Store):
             raise Conflict(f"object {oid} exists")
 
     def read_object(self, oid: str, offset: int, length: int) -> bytes:
-        data = os.pread(self._fd(self._object(oid)), length, offset)
+        with self._open(self._object(oid)) as fd:
+            data = os.pread(fd, length, offset)
         return data + bytes(length - len(data))
 
     def write_object(self, oid: str, offset: int, data: bytes | memoryview) -> None:
-        fd = self._fd(self._object(oid))
-        view = memoryview(data)
-        while view:
-            n = os.pwrite(fd, view, offset)
-            view, offset = view[n:], offset + n
+        with self._open(self._object(oid)) as fd:
+            view = memoryview(data)
+            while view:
+                n = os.pwrite(fd, view, offset)
+                view, offset = view[n:], offset + n
 
     def sync_objects(self, oids: set[str]) -> None:
         for oid in oids:
-            os.fdatasync(self._fd(self._object(oid)))
+            with self._open(self._object(oid)) as fd:
+                os.fdatasync(fd)
 
     def adopt_object(self, oid: str, name: str) -> bool:
         source, target = self._object(oid), _fanout(self.root / "blocks", check_block_name(name))
@@ -271,10 +297,12 @@ class DirStore(Store):
             raise BlockNotFound(f"map {name} does not exist") from None
 
     def patch_map(self, name: str, offset: int, data: bytes) -> None:
-        os.pwrite(self._fd(self._map(name)), data, offset)
+        with self._open(self._map(name)) as fd:
+            os.pwrite(fd, data, offset)
 
     def sync_map(self, name: str) -> None:
-        os.fdatasync(self._fd(self._map(name)))
+        with self._open(self._map(name)) as fd:
+            os.fdatasync(fd)
 
     def has_map(self, name: str) -> bool:
         return self._map(name).exists()

@@ -37,3 +37,38 @@ class TestDirStore(StoreContract):
         a.lock("vol", "a")
         with pytest.raises(Exception, match="held by a"):
             b.lock("vol", "b")
+
+
+def test_dir_store_descriptors_are_never_closed_under_a_user(tmp_path: Path, monkeypatch) -> None:
+    """More files in use than the descriptor cache holds, from many threads: every read
+    sees its own object's bytes (a descriptor closed and reused under a reader would not)."""
+    import random
+    import threading
+
+    from snf.archipelago import store_dir
+    from snf.archipelago.store import new_object_id
+
+    monkeypatch.setattr(store_dir, "_MAX_OPEN", 2)
+    store = DirStore(tmp_path / "store")
+    oids = [new_object_id() for _ in range(24)]
+    for i, oid in enumerate(oids):
+        store.create_object(oid, bytes([i + 1]) * 65536)
+    errors: list[str] = []
+
+    def worker(seed: int) -> None:
+        rnd = random.Random(seed)
+        for _ in range(300):
+            i = rnd.randrange(len(oids))
+            if rnd.random() < 0.3:
+                store.write_object(oids[i], rnd.randrange(0, 65536 - 8), bytes([i + 1]) * 8)
+            elif store.read_object(oids[i], 0, 65536) != bytes([i + 1]) * 65536:
+                errors.append(f"object {i} read wrong bytes")
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(store._fds) <= 2 + 8  # idle descriptors are trimmed to the limit
+    store.close()
