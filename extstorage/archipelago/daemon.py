@@ -21,6 +21,7 @@ import fcntl
 import json
 import logging
 import os
+import resource
 import signal
 import socket
 import sys
@@ -274,6 +275,10 @@ def main(argv: list[str] | None = None) -> int:
     pid_lock.truncate(0)
     pid_lock.write(f"{os.getpid()}\n")
     pid_lock.flush()
+    # Every attached volume keeps descriptors open (objects, FUSE, sockets): use the hard limit.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     store = open_store(config.store)
     try:
         asyncio.run(Archipelagod(config, store).run())

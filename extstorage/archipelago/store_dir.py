@@ -40,7 +40,7 @@ from .store import (
     check_object_id,
 )
 
-_MAX_OPEN = 256
+_MAX_OPEN = 512
 _REQUEST_ID_CHARS = set("0123456789abcdef")
 
 
@@ -154,9 +154,11 @@ class DirStore(Store):
                     ) from None
             entry.users += 1
             self._fds[path] = entry
-            idle = [p for p, e in self._fds.items() if e.users == 0]
-            for victim in idle[: max(0, len(self._fds) - _MAX_OPEN)]:
-                os.close(self._fds.pop(victim).fd)
+            if len(self._fds) > _MAX_OPEN:  # trim to 3/4, oldest idle first: amortised
+                excess = len(self._fds) - _MAX_OPEN * 3 // 4
+                idle = [p for p, e in self._fds.items() if e.users == 0][:excess]
+                for victim in idle:
+                    os.close(self._fds.pop(victim).fd)
         try:
             yield entry.fd
         finally:

@@ -5,39 +5,61 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import secrets
 import sys
+import threading
 import time
 
 from snf.common.cli import run_main
 
-from . import cluster, plan, test_providers
+from . import cluster, install, plan, test_providers
+from . import portal as portal_mod
 from .forward import Forwarder
 
 
-def demo(port: int) -> int:
-    """Bring up cluster 1 with the test providers, then forward RAPI until interrupted."""
+def demo(port: int, portal_port: int = 8080) -> int:
+    """Bring up cluster 1 (archipelago and the test providers installed) and the portal
+    with a demo user, then forward the portal and RAPI to the host's loopback until
+    interrupted."""
     c = cluster.up(plan.ClusterPlan(1))
     for node in c.plan.nodes:
         test_providers.install(node)
-    server = Forwarder(port, cluster.lan(), (c.info.address, c.info.rapi_port))
+        install.install_snf(node)
+    public = f"http://127.0.0.1:{portal_port}"
+    portal = portal_mod.start(base_url=public)
+    password = secrets.token_urlsafe(12)
+    portal.snf_portal("user", "add", "demo@example.test", "--name", "Demo User", "--active",
+                      "--password-stdin", input=password + "\n")  # fmt: skip
+    token = portal.snf_portal("token", "issue", "demo@example.test").strip()
+    servers = [
+        Forwarder(portal_port, cluster.lan(), (plan.SVC_ADDRESS, portal_mod.PORT)),
+        Forwarder(port, cluster.lan(), (c.info.address, c.info.rapi_port)),
+    ]
+    for server in servers[1:]:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
     print(
-        f"\n{c.info.name} is up (master {c.info.master}).\n"
+        f"\nThe cloud is up: Ganeti cluster {c.info.name} (master {c.info.master}) and the "
+        f"portal.\n"
+        f"Portal: {public}  user demo@example.test  password {password}  API token {token}\n"
+        f"  openstack --os-auth-url {public}/identity/v3 --os-username demo@example.test "
+        f"--os-password '{password}' --os-user-domain-name Default --os-project-name "
+        f"demo@example.test --os-project-domain-name Default token issue\n"
+        f"  curl -s -H 'X-Auth-Token: {token}' {public}/account/v1.0/quotas\n"
         f"Ganeti RAPI: https://127.0.0.1:{port}/2/info  user {c.info.rapi_user}  "
         f"password {c.info.rapi_password}\n"
-        f"  curl -sk -u {c.info.rapi_user}:{c.info.rapi_password} https://127.0.0.1:{port}/2/info\n"
-        f"Run commands on the master: .venv/bin/python -m tests.testbed exec -- gnt-instance list\n"
-        f"Create a test instance:     .venv/bin/python -m tests.testbed exec -- gnt-instance add "
-        f"-t ext --disk 0:size=64,provider={test_providers.EXT_PROVIDER} "
-        f"-o {test_providers.OS_NAME} -n {c.info.master} --no-name-check --no-ip-check vm1\n"
-        f"Stop forwarding with Ctrl-C; remove everything with `make testbed-down`.",
+        f"On the master: .venv/bin/python -m tests.testbed exec -- gnt-instance add -t ext "
+        f"--disk 0:size=64,provider=archipelago -o {test_providers.OS_NAME} "
+        f"-n {c.info.master} --no-name-check --no-ip-check vm1\n"
+        f"Stop with Ctrl-C; remove everything with `make testbed-down`.",
         flush=True,
     )
     try:
-        server.serve_forever()
+        servers[0].serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
-        server.server_close()
+        for server in servers:
+            server.server_close()
     return 0
 
 

@@ -54,14 +54,14 @@ def _probe(url: str, timeout: float) -> None:
             time.sleep(0.1)
 
 
-def start(database_url: str | None = None) -> Portal:
+def start(database_url: str | None = None, base_url: str = BASE_URL) -> Portal:
     stop()
     root = plan.STATE_DIR / "portal"
     etc = root / "etc"
     etc.mkdir(parents=True, exist_ok=True)
     url = database_url or f"sqlite:///{root / 'portal.db'}"
     (etc / "snf.toml").write_text(
-        f'[portal]\nbind = "{plan.SVC_ADDRESS}:{PORT}"\nbase_url = "{BASE_URL}"\n'
+        f'[portal]\nbind = "{plan.SVC_ADDRESS}:{PORT}"\nbase_url = "{base_url}"\n'
         f'database_url = "{url}"\nsecret_key_file = "{root / "secret"}"\nworkers = 2\n'
     )
     env = {**CLEAN_ENV, "SNF_CONFIG_DIR": str(etc)}
@@ -75,7 +75,7 @@ def start(database_url: str | None = None) -> Portal:
     )  # fmt: skip
     (root / "portal.pid").write_text(str(proc.pid))
     lan().call(_probe, f"{BASE_URL}/identity/v3", 30.0)
-    return Portal(BASE_URL, etc, proc.pid)
+    return Portal(base_url, etc, proc.pid)
 
 
 def stop() -> None:
