@@ -212,6 +212,8 @@ class DirStore(Store):
     def _read_block(self, name: str, offset: int, length: int) -> bytes:
         # Content blocks never change: a cached descriptor stays right even after a delete.
         with self._open(_fanout(self.root / "blocks", name), os.O_RDONLY) as fd:
+            if offset == 0 and length < self.block_size:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)  # a reader starting a block
             return os.pread(fd, length, offset)
 
     def _has_block(self, name: str) -> bool:
@@ -241,6 +243,8 @@ class DirStore(Store):
 
     def read_object(self, oid: str, offset: int, length: int) -> bytes:
         with self._open(self._object(oid)) as fd:
+            if offset == 0 and length < self.block_size:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)  # read the rest ahead
             data = os.pread(fd, length, offset)
         return data + bytes(length - len(data))
 
