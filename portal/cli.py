@@ -7,6 +7,9 @@
     snf-portal user modify USER [--name NAME] [--admin | --no-admin] [--password-stdin]
     snf-portal service add NAME | service list | service revoke NAME
     snf-portal token issue USER | token revoke USER
+    snf-portal quota show USER | quota set USER RESOURCE LIMIT     (the user's base quota)
+    snf-portal project list | project create NAME [--owner USER] [--grant RES=PROJECT:MEMBER]...
+    snf-portal project add-member PROJECT USER | project remove-member PROJECT USER
 
 USER is a UUID or an email.  Tokens are printed once, when issued: only their SHA-256 is
 kept.  The database is ``[portal] database_url`` of /etc/snf/snf.toml.
@@ -119,6 +122,66 @@ def _token_cmd(config: Config, args: argparse.Namespace) -> int:
     return _with_session(config, act)
 
 
+def _quota_cmd(config: Config, args: argparse.Namespace) -> int:
+    from snf.quota import engine as quota
+
+    from .identity import accounts
+
+    def act(session) -> int:  # type: ignore[no-untyped-def]
+        user = accounts.find_user(session, args.user)
+        quota.ensure_user(session, user.uuid)
+        if args.action == "set":
+            limit = _count(args.limit)
+            quota.set_grants(session, user.uuid, {args.resource: {
+                "project_capacity": limit, "member_capacity": limit}})  # fmt: skip
+        for project, holdings in quota.quotas(session, user.uuid).items():
+            for resource, q in holdings.items():
+                print(f"{project}\t{resource}\t{q['usage']}/{q['limit']}\tpending {q['pending']}")
+        return 0
+
+    return _with_session(config, act)
+
+
+def _count(text: str) -> int:
+    if not text.isdigit():
+        raise InvalidInput(f"not a non-negative whole number: {text!r}")
+    return int(text)
+
+
+def _project_cmd(config: Config, args: argparse.Namespace) -> int:
+    from snf.quota import engine as quota
+    from snf.quota.models import Project
+
+    from .identity import accounts
+
+    def act(session) -> int:  # type: ignore[no-untyped-def]
+        if args.action == "list":
+            for project in session.scalars(select(Project).order_by(Project.name)):
+                print(f"{project.id}\t{project.name}\t{project.state}")
+        elif args.action == "create":
+            grants = {}
+            for grant in args.grant:
+                resource, _, caps = grant.partition("=")
+                project_cap, _, member_cap = caps.partition(":")
+                member = _count(member_cap or project_cap)
+                grants[resource] = {
+                    "project_capacity": _count(project_cap),
+                    "member_capacity": member,
+                }
+            owner = accounts.find_user(session, args.owner).uuid if args.owner else None
+            print(quota.create_project(session, name=args.name, owner=owner, grants=grants))
+        else:
+            user = accounts.find_user(session, args.user)
+            quota.ensure_user(session, user.uuid)
+            if args.action == "add-member":
+                quota.add_member(session, args.project, user.uuid)
+            else:
+                quota.remove_member(session, args.project, user.uuid)
+        return 0
+
+    return _with_session(config, act)
+
+
 def _serve(config: Config, args: argparse.Namespace) -> int:
     bind = args.bind or config.portal.bind
     workers = str(args.workers or config.portal.workers)
@@ -163,6 +226,24 @@ def main(argv: list[str]) -> int:
     tokens = p.add_subparsers(dest="action", required=True)
     tokens.add_parser("issue").add_argument("user")
     tokens.add_parser("revoke").add_argument("user")
+    p = sub.add_parser("quota", help="a user's quotas")
+    quotas = p.add_subparsers(dest="action", required=True)
+    quotas.add_parser("show").add_argument("user")
+    q = quotas.add_parser("set", help="set a user's base quota of one resource")
+    q.add_argument("user")
+    q.add_argument("resource")
+    q.add_argument("limit")
+    p = sub.add_parser("project", help="projects")
+    projects = p.add_subparsers(dest="action", required=True)
+    projects.add_parser("list")
+    q = projects.add_parser("create")
+    q.add_argument("name")
+    q.add_argument("--owner")
+    q.add_argument("--grant", action="append", default=[], metavar="RES=PROJECT:MEMBER")
+    for action in ("add-member", "remove-member"):
+        q = projects.add_parser(action)
+        q.add_argument("project")
+        q.add_argument("user")
     args = parser.parse_args(argv)
     config = load_config(args.config_dir)
 
@@ -172,7 +253,8 @@ def main(argv: list[str]) -> int:
             migrate.upgrade(url, args.revision)
         print(migrate.current(url) or "empty")
         return 0
-    commands = {"serve": _serve, "user": _user_cmd, "service": _service_cmd, "token": _token_cmd}
+    commands = {"serve": _serve, "user": _user_cmd, "service": _service_cmd, "token": _token_cmd,
+                "quota": _quota_cmd, "project": _project_cmd}  # fmt: skip
     return commands[args.command](config, args)
 
 
