@@ -35,7 +35,7 @@ $(KAMAKI):
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e '.[test]'
+	$(VENV)/bin/pip install -q --only-binary lxml,xmlsec -e '.[test]'
 	touch $@
 
 test: deps

@@ -81,6 +81,107 @@ class PortalConfig:
 
 
 @dataclass(frozen=True)
+class LoginConfig:
+    """[login]: signing up and logging in to the portal's web UI.
+
+    local_login / local_signup / local_add are the policies of the local password method
+    (may log in, may sign up, may be added to an existing account). With moderation = true
+    a verified signup waits for an administrator (``snf-portal user activate``) unless its
+    email matches one of auto_moderate (regular expressions). After max_attempts failed
+    logins within attempt_window_seconds, from one address or for one account, further
+    attempts get 429. Email verification links last verification_hours, a web session
+    session_hours (cookies are marked Secure when [portal] base_url is https).
+    """
+
+    local_login: bool = True
+    local_signup: bool = True
+    local_add: bool = True
+    moderation: bool = True
+    auto_moderate: list[str] = field(default_factory=list)
+    max_attempts: int = 5
+    attempt_window_seconds: int = 300
+    verification_hours: int = 48
+    session_hours: int = 12
+
+
+@dataclass(frozen=True)
+class MailConfig:
+    """[mail]: how the portal sends mail (verification links, moderation notices).
+
+    backend "outbox" writes each message as a file into outbox_dir (one machine, tests);
+    "smtp" sends it through smtp_host:smtp_port (STARTTLS when smtp_starttls; a login with
+    smtp_user and the password in smtp_password_file when smtp_user is set). Messages come
+    from sender; administrators to notify of pending signups are listed in admins.
+    """
+
+    backend: Literal["outbox", "smtp"] = "outbox"
+    outbox_dir: Path = Path("/var/spool/snf/outbox")
+    smtp_host: str = "localhost"
+    smtp_port: int = 25
+    smtp_starttls: bool = False
+    smtp_user: str = ""
+    smtp_password_file: Path | None = None
+    sender: str = "snf-cloud <noreply@localhost>"
+    admins: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SamlConfig:
+    """[saml]: log in through a SAML2 identity provider (a Shibboleth federation's IdP).
+
+    The portal is the service provider; its entity ID is <base_url>/identity/saml/metadata,
+    its key and certificate sp_key_file / sp_cert_file (they sign AuthnRequests). The IdP
+    is idp_entity_id, with its single sign-on URL idp_sso_url (HTTP-Redirect binding) and
+    its signing certificate idp_cert_file. Its scoped attributes (eppn) must end in one of
+    idp_scopes (none: any). identifiers lists, in order of preference, where a user's
+    identifier comes from: "persistent-id" (the persistent NameID), "pairwise-id",
+    "targeted-id" (eduPersonTargetedID), "eppn". Responses that answer no request of ours
+    are rejected unless allow_unsolicited. login / signup / add are the method's policies.
+    """
+
+    enabled: bool = False
+    name: str = "Academic login"
+    sp_key_file: Path = Path("/etc/snf/saml/sp.key")
+    sp_cert_file: Path = Path("/etc/snf/saml/sp.crt")
+    idp_entity_id: str = ""
+    idp_sso_url: str = ""
+    idp_cert_file: Path = Path("/etc/snf/saml/idp.crt")
+    idp_scopes: list[str] = field(default_factory=list)
+    identifiers: list[str] = field(
+        default_factory=lambda: ["persistent-id", "pairwise-id", "targeted-id", "eppn"]
+    )
+    allow_unsolicited: bool = False
+    login: bool = True
+    signup: bool = True
+    add: bool = True
+
+
+@dataclass(frozen=True)
+class OidcConfig:
+    """[oidc]: log in through an OpenID Connect provider.
+
+    preset "google" fills in Google's issuer; "custom" uses issuer (its discovery document
+    is <issuer>/.well-known/openid-configuration). The portal is registered there as
+    client_id with the secret in client_secret_file and the redirect URI
+    <base_url>/identity/oidc/callback. Accounts are keyed by (issuer, sub); the provider's
+    email is trusted as verified only when trust_email and it says email_verified.
+    login / signup / add are the method's policies.
+    """
+
+    enabled: bool = False
+    preset: Literal["google", "custom"] = "google"
+    name: str = "Google"
+    issuer: str = ""
+    client_id: str = ""
+    client_secret_file: Path = Path("/etc/snf/oidc-client-secret")
+    scopes: list[str] = field(default_factory=lambda: ["openid", "email", "profile"])
+    trust_email: bool = True
+    login: bool = True
+    signup: bool = True
+    add: bool = True
+
+
+@dataclass(frozen=True)
 class HooksConfig:
     """[hooks]: Ganeti hooks and the event daemon.
 
@@ -156,6 +257,10 @@ class Config:
 
     store: StoreConfig = field(default_factory=StoreConfig)
     portal: PortalConfig = field(default_factory=PortalConfig)
+    login: LoginConfig = field(default_factory=LoginConfig)
+    mail: MailConfig = field(default_factory=MailConfig)
+    saml: SamlConfig = field(default_factory=SamlConfig)
+    oidc: OidcConfig = field(default_factory=OidcConfig)
     hooks: HooksConfig = field(default_factory=HooksConfig)
     image: ImageConfig = field(default_factory=ImageConfig)
     network: NetworkConfig = field(default_factory=NetworkConfig)

@@ -9,13 +9,14 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from flask import Flask
+from flask import Flask, redirect
 
 from snf.common.config import Config, load_config
 from snf.quota.database import configure as configure_sqlite
 
 from . import errors
 from .extensions import db
+from .web import blueprint as web
 
 log = logging.getLogger("snf.portal")
 
@@ -62,4 +63,6 @@ def create_app(config: Config | None = None, **overrides: Any) -> Flask:
 
     app.register_blueprint(identity_bp)
     app.register_blueprint(account_bp)
+    web.init_app(app)
+    app.add_url_rule("/", "root", lambda: redirect("/ui/"))
     return app

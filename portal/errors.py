@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException, NotFound
+from werkzeug.http import HTTP_STATUS_CODES
 
 from snf.common.errors import SnfError
 
@@ -30,6 +31,7 @@ FAULTS = {
     415: "badMediaType",
     416: "rangeNotSatisfiable",
     422: "unprocessableEntity",
+    429: "overLimit",
     500: "computeFault",
     501: "notImplemented",
     503: "serviceUnavailable",
@@ -60,13 +62,28 @@ def fault(status: int, message: str, name: str | None = None, details: str = "")
     return response
 
 
+def _is_page() -> bool:
+    """The web UI answers errors with a page; every API with JSON."""
+    return request.path == "/ui" or request.path.startswith("/ui/")
+
+
+def page(status: int, message: str) -> Response:
+    title = "Error" if status >= 500 else HTTP_STATUS_CODES.get(status, "Error")
+    body = render_template("message.html", title=title, message=message)
+    return Response(body, status=status, mimetype="text/html")
+
+
 def init_app(app: Flask) -> None:
     @app.errorhandler(SnfError)
     def snf_error(exc: SnfError) -> Response:
+        if _is_page():
+            return page(exc.http_status, str(exc))
         return fault(exc.http_status, str(exc), exc.openstack_name, getattr(exc, "details", ""))
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:
+        if _is_page():
+            return page(exc.code or 500, exc.description or exc.name)
         if isinstance(exc, NotFound):
             return fault(400, "API endpoint not found")
         response = fault(exc.code or 500, exc.description or exc.name)
@@ -77,4 +94,6 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(Exception)
     def unexpected(exc: Exception) -> Response:
         log.exception("unexpected error")
+        if _is_page():
+            return page(500, "Something went wrong on our side; it has been logged.")
         return fault(500, "internal error: see the portal's log")

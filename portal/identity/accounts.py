@@ -92,9 +92,15 @@ def activate(user: User) -> None:
     user.rejected_reason = None
 
 
-def set_password(user: User, password: str) -> None:
+def check_password_strength(password: str) -> None:
     if len(password) < 8:
         raise InvalidInput("a password needs at least 8 characters")
+    if len(password) > 1024:
+        raise InvalidInput("a password has at most 1024 characters")
+
+
+def set_password(user: User, password: str) -> None:
+    check_password_strength(password)
     for method in user.login_methods:
         if method.provider == "local":
             method.password_hash = sec.hash_password(password)
@@ -106,7 +112,8 @@ def set_password(user: User, password: str) -> None:
     )
 
 
-def check_local_password(session: Session, email: str, password: str) -> User | None:
+def find_local_login(session: Session, email: str, password: str) -> User | None:
+    """The user whose local password this is, whatever their state (None: wrong)."""
     method = session.scalar(
         select(LoginMethod).where(
             LoginMethod.provider == "local", LoginMethod.identifier == email.strip().lower()
@@ -114,7 +121,12 @@ def check_local_password(session: Session, email: str, password: str) -> User | 
     )
     if not sec.check_password(password, method.password_hash if method else None):
         return None
-    user = session.get(User, method.user_uuid) if method else None
+    return session.get(User, method.user_uuid) if method else None
+
+
+def check_local_password(session: Session, email: str, password: str) -> User | None:
+    """The active user whose local password this is (None: wrong, or not active)."""
+    user = find_local_login(session, email, password)
     return user if user is not None and user.is_active else None
 
 
@@ -183,3 +195,25 @@ def authenticate(session: Session, token: str | None) -> Principal:
     if row.user is None or not row.user.is_active:
         raise Unauthenticated("the account is not active")
     return Principal(row, row.user, None)
+
+
+def current_api_token(session: Session, user: User) -> Token | None:
+    """The user's API token row (its digest and expiry; the token itself is not kept)."""
+    return session.scalar(
+        select(Token)
+        .where(Token.user_uuid == user.uuid, Token.kind == "api")
+        .order_by(Token.created.desc())
+        .limit(1)
+    )
+
+
+def remove_login_method(user: User, method_id: int) -> LoginMethod:
+    """Unlink one of the user's login methods; never the last one.  Removing ``local``
+    removes the password with it."""
+    method = next((m for m in user.login_methods if m.id == method_id), None)
+    if method is None:
+        raise NotFound(f"no login method {method_id}")
+    if len(user.login_methods) < 2:
+        raise Conflict("this is your only login method: add another one first")
+    user.login_methods.remove(method)
+    return method

@@ -13,7 +13,7 @@ from snf.common.errors import InvalidInput, NotFound
 from ..errors import ApiError
 from ..extensions import db
 from ..jsonapi import json_body, request_token
-from . import accounts
+from . import accounts, ratelimit
 from .accounts import Unauthenticated
 from .catalog import astakos_catalog, keystone_catalog
 from .models import User
@@ -152,9 +152,16 @@ def v3_issue() -> tuple[Response, int, dict[str, str]]:
             email = accounts.find_user(db.session, name).email
         except (NotFound, InvalidInput):
             email = name  # checked below, in the same time as a known one
+        limits = current_app.config["SNF"].login
+        keys = ratelimit.keys(request.remote_addr, email)
+        if ratelimit.blocked(db.session, limits, keys):
+            raise ApiError(429, "too many failed logins: wait and retry", fault="overLimit")
         user = accounts.check_local_password(db.session, email, password)
         if user is None:
+            ratelimit.record_failure(db.session, limits, keys)
+            db.session.commit()
             raise Unauthenticated("wrong user name or password")
+        ratelimit.forget_account(db.session, keys[1])
         scoped = _scope_is_own_project(auth.get("scope"), user)
         token, row = accounts.issue_user_token(
             db.session, user, kind="keystone", hours=config.keystone_token_hours

@@ -24,6 +24,11 @@ class User(Base):
     is_admin: Mapped[bool] = mapped_column(default=False)
     rejected_reason: Mapped[str | None] = mapped_column(String(500))
     created: Mapped[datetime] = mapped_column(default=utcnow)
+    #: Part of every web session's id: bumping it ends all of the user's web sessions.
+    session_epoch: Mapped[int] = mapped_column(default=0)
+    #: SHA-256 of the one-time email verification code, and when it stops working.
+    verification_digest: Mapped[str | None] = mapped_column(String(64), unique=True)
+    verification_expires: Mapped[datetime | None] = mapped_column()
 
     login_methods: Mapped[list[LoginMethod]] = relationship(
         back_populates="user", lazy="selectin", cascade="all, delete-orphan"
@@ -93,3 +98,23 @@ class Token(Base):
 
     user: Mapped[User | None] = relationship(lazy="joined")
     service: Mapped[Service | None] = relationship(lazy="joined")
+
+
+class LoginAttempt(Base):
+    """A failed login, counted per account and per client address for rate limiting."""
+
+    __tablename__ = "login_attempts"
+    __table_args__ = (Index(None, "key", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(300))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SeenAssertion(Base):
+    """A SAML assertion already used to log in, kept until it expires (replay cache)."""
+
+    __tablename__ = "saml_seen_assertions"
+
+    id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    expires: Mapped[datetime] = mapped_column()

@@ -15,13 +15,20 @@ from snf.portal.identity import accounts
 
 
 @pytest.fixture
-def app(tmp_path: Path) -> Iterator[Flask]:
+def extra_config() -> str:
+    """More TOML for the portal's configuration (tests override this fixture)."""
+    return ""
+
+
+@pytest.fixture
+def app(tmp_path: Path, extra_config: str) -> Iterator[Flask]:
     etc = tmp_path / "etc"
     etc.mkdir()
     url = f"sqlite:///{tmp_path / 'portal.db'}"
     (etc / "snf.toml").write_text(
         f'[portal]\ndatabase_url = "{url}"\nsecret_key_file = "{tmp_path / "secret"}"\n'
         'base_url = "https://cloud.example.test"\n'
+        f'[mail]\noutbox_dir = "{tmp_path / "outbox"}"\n' + extra_config
     )
     migrate.upgrade(url)
     app = create_app(load_config(etc))
@@ -31,6 +38,14 @@ def app(tmp_path: Path) -> Iterator[Flask]:
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
+
+
+@pytest.fixture
+def browser(app: Flask) -> FlaskClient:
+    """A client that speaks HTTPS, as the configured base URL does (Secure cookies)."""
+    client = app.test_client()
+    client.environ_base.update({"wsgi.url_scheme": "https", "HTTP_HOST": "cloud.example.test"})
+    return client
 
 
 @pytest.fixture
