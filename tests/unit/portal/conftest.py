@@ -16,7 +16,7 @@ from snf.portal.identity import accounts
 
 @pytest.fixture
 def extra_config() -> str:
-    """More TOML for the portal's configuration (tests override this fixture)."""
+    """A drop-in for the portal's configuration (tests override this fixture)."""
     return ""
 
 
@@ -28,8 +28,10 @@ def app(tmp_path: Path, extra_config: str) -> Iterator[Flask]:
     (etc / "snf.toml").write_text(
         f'[portal]\ndatabase_url = "{url}"\nsecret_key_file = "{tmp_path / "secret"}"\n'
         'base_url = "https://cloud.example.test"\n'
-        f'[mail]\noutbox_dir = "{tmp_path / "outbox"}"\n' + extra_config
+        f'[mail]\noutbox_dir = "{tmp_path / "outbox"}"\n'
     )
+    (etc / "conf.d").mkdir()
+    (etc / "conf.d" / "50-test.toml").write_text(extra_config)
     migrate.upgrade(url)
     app = create_app(load_config(etc))
     yield app
