@@ -32,6 +32,11 @@ class Portal:
     config_dir: Path
     pid: int
 
+    @property
+    def outbox(self) -> Path:
+        """Where the portal's mail goes (one file per message)."""
+        return self.config_dir.parent / "outbox"
+
     def snf_portal(self, *argv: str, input: str | None = None) -> str:
         """Run the snf-portal CLI against this portal's configuration; return stdout."""
         env = {**os.environ, "SNF_CONFIG_DIR": str(self.config_dir)}
@@ -63,6 +68,7 @@ def start(database_url: str | None = None, base_url: str = BASE_URL) -> Portal:
     (etc / "snf.toml").write_text(
         f'[portal]\nbind = "{plan.SVC_ADDRESS}:{PORT}"\nbase_url = "{base_url}"\n'
         f'database_url = "{url}"\nsecret_key_file = "{root / "secret"}"\nworkers = 2\n'
+        f'[mail]\noutbox_dir = "{root / "outbox"}"\n'
     )
     env = {**CLEAN_ENV, "SNF_CONFIG_DIR": str(etc)}
     subprocess.run([str(VENV_BIN / "snf-portal"), "db", "upgrade"], env=env, check=True,
