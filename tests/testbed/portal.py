@@ -59,7 +59,9 @@ def _probe(url: str, timeout: float) -> None:
             time.sleep(0.1)
 
 
-def start(database_url: str | None = None, base_url: str = BASE_URL) -> Portal:
+def start(
+    database_url: str | None = None, base_url: str = BASE_URL, workers: int = 2
+) -> Portal:
     stop()
     root = plan.STATE_DIR / "portal"
     etc = root / "etc"
@@ -67,11 +69,13 @@ def start(database_url: str | None = None, base_url: str = BASE_URL) -> Portal:
     url = database_url or f"sqlite:///{root / 'portal.db'}"
     (etc / "snf.toml").write_text(
         f'[portal]\nbind = "{plan.SVC_ADDRESS}:{PORT}"\nbase_url = "{base_url}"\n'
-        f'database_url = "{url}"\nsecret_key_file = "{root / "secret"}"\nworkers = 2\n'
+        f'database_url = "{url}"\nsecret_key_file = "{root / "secret"}"\nworkers = {workers}\n'
         f'[mail]\noutbox_dir = "{root / "outbox"}"\n'
     )
     env = {**CLEAN_ENV, "SNF_CONFIG_DIR": str(etc)}
-    subprocess.run([str(VENV_BIN / "snf-portal"), "db", "upgrade"], env=env, check=True,
+    # Inside the lan namespace: the database may be the testbed's PostgreSQL.
+    subprocess.run([*lan().enter_argv(), "env", "-i", *(f"{k}={v}" for k, v in env.items()),
+                    str(VENV_BIN / "snf-portal"), "db", "upgrade"], check=True,
                    capture_output=True, timeout=120)  # fmt: skip
     log = open(root / "portal.log", "ab")  # noqa: SIM115 - handed to gunicorn
     proc = subprocess.Popen(

@@ -1,0 +1,162 @@
+"""Benchmark: quota commissions over HTTP (issue 4: goal ≥ 500 commissions/s on PostgreSQL,
+0 over-allocations).
+
+The portal runs under gunicorn in the testbed's services host on a real PostgreSQL 15; 16
+client processes (in the same namespace) each loop ``POST /account/v1.0/commissions`` then
+``POST /commissions/<serial>/action {"accept": ""}`` with a service token, one new TCP
+connection per request (gunicorn's sync workers close each one).  Two runs:
+
+- **distinct**: each client charges its own user (no contention on holdings);
+- **edge**: all 16 clients charge one user whose limit is L, until each gets 413; exactly L
+  commissions may succeed: more would be an over-allocation.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import multiprocessing
+import statistics
+import time
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from snf.portal.identity import accounts
+from snf.quota import engine as quota
+from tests.testbed import plan, postgres
+from tests.testbed import portal as tb_portal
+from tests.testbed.cluster import lan
+
+from .machine import describe
+
+CLIENTS = 16
+WORKERS = 4
+RESOURCE = "cyclades.vm"
+
+
+def _provisions(user: str) -> list[dict[str, Any]]:
+    return [
+        {"holder": f"user:{user}", "source": f"project:{user}", "resource": RESOURCE,
+         "quantity": 1},
+        {"holder": f"project:{user}", "source": None, "resource": RESOURCE, "quantity": 1},
+    ]  # fmt: skip
+
+
+def _post(path: str, token: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    conn = http.client.HTTPConnection(plan.SVC_ADDRESS, tb_portal.PORT, timeout=30)
+    try:
+        conn.request("POST", path, json.dumps(body),
+                     {"X-Auth-Token": token, "Content-Type": "application/json"})  # fmt: skip
+        response = conn.getresponse()
+        return response.status, json.loads(response.read() or b"{}")
+    finally:
+        conn.close()
+
+
+def _client(token: str, user: str, seconds: float, until_full: bool) -> dict[str, Any]:
+    """One client's loop (runs in a pool process inside the services host)."""
+    accepted = overlimit = errors = 0
+    latencies: list[float] = []
+    body = {"provisions": _provisions(user), "name": "bench"}
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        t0 = time.perf_counter()
+        status, answer = _post("/account/v1.0/commissions", token, body)
+        if status == 413:
+            overlimit += 1
+            if until_full:
+                break
+            continue
+        if status != 201:
+            errors += 1
+            continue
+        status, _ = _post(f"/account/v1.0/commissions/{answer['serial']}/action", token,
+                          {"accept": ""})  # fmt: skip
+        if status == 200:
+            accepted += 1
+            latencies.append(time.perf_counter() - t0)
+        else:
+            errors += 1
+    return {"accepted": accepted, "overlimit": overlimit, "errors": errors,
+            "latencies": latencies}  # fmt: skip
+
+
+def _load(token: str, users: list[str], seconds: float, until_full: bool) -> dict[str, Any]:
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(len(users), initializer=lan().enter) as pool:
+        t0 = time.perf_counter()
+        results = pool.starmap(_client, [(token, u, seconds, until_full) for u in users])
+        elapsed = time.perf_counter() - t0
+    latencies = [x for r in results for x in r["latencies"]]
+    return {
+        "accepted": sum(r["accepted"] for r in results),
+        "overlimit": sum(r["overlimit"] for r in results),
+        "errors": sum(r["errors"] for r in results),
+        "elapsed": elapsed,
+        "median_ms": statistics.median(latencies) * 1000 if latencies else 0.0,
+        "p95_ms": statistics.quantiles(latencies, n=20)[-1] * 1000 if len(latencies) > 1 else 0,
+    }
+
+
+def _setup(url: str, edge_limit: int) -> tuple[str, list[str], str]:
+    engine = postgres.create_engine(url)
+    try:
+        with Session(engine) as session:
+            token, _ = accounts.add_service(session, "bench-commissions")
+            users = []
+            for i in range(CLIENTS + 1):
+                user = accounts.create_user(session, f"bench{i}@example.test", f"Bench {i}",
+                                            active=True)  # fmt: skip
+                limit = edge_limit if i == CLIENTS else 10**9
+                grant = {"project_capacity": limit, "member_capacity": limit}
+                quota.set_grants(session, user.uuid, {RESOURCE: grant})
+                users.append(str(user.uuid))
+            session.commit()
+        return token, users[:CLIENTS], users[CLIENTS]
+    finally:
+        engine.dispose()
+
+
+def _usage(url: str, user: str) -> int:
+    engine = postgres.create_engine(url)
+    try:
+        with Session(engine) as session:
+            (holdings,) = quota.quotas(session, user).values()
+            return int(holdings[RESOURCE]["usage"])
+    finally:
+        engine.dispose()
+
+
+def run(smoke: bool = False) -> list[str]:
+    seconds = 2.0 if smoke else 20.0
+    edge_limit = 200 if smoke else 5000
+    server = postgres.start()
+    try:
+        tb_portal.start(database_url=server.url, workers=WORKERS)
+        token, users, edge_user = _setup(server.url, edge_limit)
+        distinct = _load(token, users, seconds, until_full=False)
+        edge = _load(token, [edge_user] * CLIENTS, 10 * seconds + 60, until_full=True)
+        used = _usage(server.url, edge_user)
+    finally:
+        tb_portal.stop()
+        postgres.stop()
+    over = max(0, edge["accepted"] - edge_limit) + max(0, used - edge_limit)
+    rows = []
+    for name, r in (("16 distinct users", distinct), (f"one user, limit {edge_limit}", edge)):
+        rate = r["accepted"] / r["elapsed"] if r["elapsed"] else 0.0
+        rows.append(f"| {name} | {r['accepted']} | {rate:.0f}/s | {r['median_ms']:.1f} ms | "
+                    f"{r['p95_ms']:.1f} ms | {r['overlimit']} | {r['errors']} |")  # fmt: skip
+    return [
+        f"Machine: {describe()}",
+        "",
+        f"Commission issue + accept over HTTP: gunicorn ({WORKERS} sync workers), PostgreSQL "
+        f"15, {CLIENTS} client processes, all in the testbed's services host.",
+        "",
+        "| run | accepted | commissions/s | median | p95 | 413 overLimit | errors |",
+        "|---|---|---|---|---|---|---|",
+        *rows,
+        "",
+        f"Over-allocations at the limit: {over} (accepted {edge['accepted']}, usage {used}, "
+        f"limit {edge_limit}; must be 0).  (goal: ≥ 500 commissions/s)",
+    ]
