@@ -3,8 +3,8 @@
 
 The portal runs under gunicorn in the testbed's services host on a real PostgreSQL 15; 16
 client processes (in the same namespace) each loop ``POST /account/v1.0/commissions`` then
-``POST /commissions/<serial>/action {"accept": ""}`` with a service token, one new TCP
-connection per request (gunicorn's sync workers close each one).  Two runs:
+``POST /commissions/<serial>/action {"accept": ""}`` with a service token, each over
+one connection, reopened whenever gunicorn's sync workers close it.  Two runs:
 
 - **distinct**: each client charges its own user (no contention on holdings);
 - **edge**: all 16 clients charge one user whose limit is L, until each gets 413; exactly L
@@ -43,15 +43,24 @@ def _provisions(user: str) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
-def _post(path: str, token: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-    conn = http.client.HTTPConnection(plan.SVC_ADDRESS, tb_portal.PORT, timeout=30)
-    try:
-        conn.request("POST", path, json.dumps(body),
-                     {"X-Auth-Token": token, "Content-Type": "application/json"})  # fmt: skip
-        response = conn.getresponse()
-        return response.status, json.loads(response.read() or b"{}")
-    finally:
-        conn.close()
+class _Client:
+    """A connection to the portal, reopened when the server closes it."""
+
+    def __init__(self, token: str) -> None:
+        self.headers = {"X-Auth-Token": token, "Content-Type": "application/json"}
+        self.conn = http.client.HTTPConnection(plan.SVC_ADDRESS, tb_portal.PORT, timeout=30)
+
+    def post(self, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        for attempt in (1, 2):
+            try:
+                self.conn.request("POST", path, json.dumps(body), self.headers)
+                response = self.conn.getresponse()
+                return response.status, json.loads(response.read() or b"{}")
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                self.conn.close()
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
 
 def _client(token: str, user: str, seconds: float, until_full: bool) -> dict[str, Any]:
@@ -59,10 +68,11 @@ def _client(token: str, user: str, seconds: float, until_full: bool) -> dict[str
     accepted = overlimit = errors = 0
     latencies: list[float] = []
     body = {"provisions": _provisions(user), "name": "bench"}
+    client = _Client(token)
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         t0 = time.perf_counter()
-        status, answer = _post("/account/v1.0/commissions", token, body)
+        status, answer = client.post("/account/v1.0/commissions", body)
         if status == 413:
             overlimit += 1
             if until_full:
@@ -71,8 +81,8 @@ def _client(token: str, user: str, seconds: float, until_full: bool) -> dict[str
         if status != 201:
             errors += 1
             continue
-        status, _ = _post(f"/account/v1.0/commissions/{answer['serial']}/action", token,
-                          {"accept": ""})  # fmt: skip
+        status, _ = client.post(f"/account/v1.0/commissions/{answer['serial']}/action",
+                                {"accept": ""})  # fmt: skip
         if status == 200:
             accepted += 1
             latencies.append(time.perf_counter() - t0)
