@@ -20,6 +20,7 @@ import statistics
 import time
 from typing import Any
 
+from sqlalchemy import Engine, create_engine
 from sqlalchemy.orm import Session
 
 from snf.portal.identity import accounts
@@ -27,11 +28,12 @@ from snf.quota import engine as quota
 from tests.testbed import plan, postgres
 from tests.testbed import portal as tb_portal
 from tests.testbed.cluster import lan
+from tests.testbed.namespaces import thread_in_netns
 
 from .machine import describe
 
 CLIENTS = 16
-WORKERS = 4
+WORKERS = 3
 RESOURCE = "cyclades.vm"
 
 
@@ -109,8 +111,12 @@ def _load(token: str, users: list[str], seconds: float, until_full: bool) -> dic
     }
 
 
+def _engine(url: str) -> Engine:
+    return postgres.create_engine(url) if url.startswith("postgresql") else create_engine(url)
+
+
 def _setup(url: str, edge_limit: int) -> tuple[str, list[str], str]:
-    engine = postgres.create_engine(url)
+    engine = _engine(url)
     try:
         with Session(engine) as session:
             token, _ = accounts.add_service(session, "bench-commissions")
@@ -129,7 +135,7 @@ def _setup(url: str, edge_limit: int) -> tuple[str, list[str], str]:
 
 
 def _usage(url: str, user: str) -> int:
-    engine = postgres.create_engine(url)
+    engine = _engine(url)
     try:
         with Session(engine) as session:
             (holdings,) = quota.quotas(session, user).values()
@@ -138,35 +144,73 @@ def _usage(url: str, user: str) -> int:
         engine.dispose()
 
 
+def _in_process(url: str, user: str, seconds: float) -> float:
+    """The engine alone, one thread, no HTTP: issue + accept, committed each time."""
+    engine = _engine(url)
+    done = 0
+    try:
+        with Session(engine) as session:
+            t0 = time.perf_counter()
+            while time.perf_counter() - t0 < seconds:
+                serial = quota.issue_commission(session, _provisions(user), service="bench")
+                session.commit()
+                quota.accept(session, serial, service="bench")
+                session.commit()
+                done += 1
+            return done / (time.perf_counter() - t0)
+    finally:
+        engine.dispose()
+
+
+def _scenario(name: str, url: str, seconds: float, edge_limit: int) -> tuple[list[str], int]:
+    """Both runs against a portal on ``url``: table rows, and the over-allocations."""
+    tb_portal.start(database_url=url, workers=WORKERS)
+    try:
+        token, users, edge_user = _setup(url, edge_limit)
+        distinct = _load(token, users, seconds, until_full=False)
+        edge = _load(token, [edge_user] * CLIENTS, 10 * seconds + 60, until_full=True)
+        used = _usage(url, edge_user)
+    finally:
+        tb_portal.stop()
+    with thread_in_netns(lan().netns):
+        alone = _in_process(url, users[0], seconds / 2)
+    rows = []
+    for run, r in (("16 distinct users", distinct), (f"one user, limit {edge_limit}", edge)):
+        rate = r["accepted"] / r["elapsed"] if r["elapsed"] else 0.0
+        rows.append(f"| {name} | {run} | {r['accepted']} | {rate:.0f}/s | "
+                    f"{r['median_ms']:.1f} ms | {r['p95_ms']:.1f} ms | {r['overlimit']} | "
+                    f"{r['errors']} |")  # fmt: skip
+    rows.append(f"| {name} | the comparison: the engine alone, in-process, 1 thread | | "
+                f"{alone:.0f}/s | | | | |")  # fmt: skip
+    over = max(0, edge["accepted"] - edge_limit) + max(0, used - edge_limit)
+    return rows, over
+
+
 def run(smoke: bool = False) -> list[str]:
     seconds = 2.0 if smoke else 20.0
     edge_limit = 200 if smoke else 5000
+    sqlite = plan.STATE_DIR / "bench-commissions.db"
+    sqlite.unlink(missing_ok=True)
     server = postgres.start()
     try:
-        tb_portal.start(database_url=server.url, workers=WORKERS)
-        token, users, edge_user = _setup(server.url, edge_limit)
-        distinct = _load(token, users, seconds, until_full=False)
-        edge = _load(token, [edge_user] * CLIENTS, 10 * seconds + 60, until_full=True)
-        used = _usage(server.url, edge_user)
+        pg_rows, pg_over = _scenario("PostgreSQL 15", server.url, seconds, edge_limit)
     finally:
-        tb_portal.stop()
         postgres.stop()
-    over = max(0, edge["accepted"] - edge_limit) + max(0, used - edge_limit)
-    rows = []
-    for name, r in (("16 distinct users", distinct), (f"one user, limit {edge_limit}", edge)):
-        rate = r["accepted"] / r["elapsed"] if r["elapsed"] else 0.0
-        rows.append(f"| {name} | {r['accepted']} | {rate:.0f}/s | {r['median_ms']:.1f} ms | "
-                    f"{r['p95_ms']:.1f} ms | {r['overlimit']} | {r['errors']} |")  # fmt: skip
+    try:
+        lite_rows, lite_over = _scenario("SQLite", f"sqlite:///{sqlite}", seconds, edge_limit)
+    finally:
+        sqlite.unlink(missing_ok=True)
     return [
         f"Machine: {describe()}",
         "",
-        f"Commission issue + accept over HTTP: gunicorn ({WORKERS} sync workers), PostgreSQL "
-        f"15, {CLIENTS} client processes, all in the testbed's services host.",
+        f"Commission issue + accept over HTTP: gunicorn ({WORKERS} sync workers), "
+        f"{CLIENTS} client processes, all in the testbed's services host.",
         "",
-        "| run | accepted | commissions/s | median | p95 | 413 overLimit | errors |",
-        "|---|---|---|---|---|---|---|",
-        *rows,
+        "| database | run | accepted | commissions/s | median | p95 | 413 overLimit | errors |",
+        "|---|---|---|---|---|---|---|---|",
+        *pg_rows,
+        *lite_rows,
         "",
-        f"Over-allocations at the limit: {over} (accepted {edge['accepted']}, usage {used}, "
-        f"limit {edge_limit}; must be 0).  (goal: ≥ 500 commissions/s)",
+        f"Over-allocations at the limit: PostgreSQL {pg_over}, SQLite {lite_over} (must be 0)."
+        "  (goal: ≥ 500 commissions/s on PostgreSQL)",
     ]
