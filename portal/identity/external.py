@@ -86,7 +86,7 @@ def finish_login(identity: ExternalIdentity, next_url: str | None = None) -> Res
     if not rules.signup:
         return refuse(f"No account uses this {rules.name} login, and signing up with it is closed.")
     session[PENDING_KEY] = {**asdict(identity), "next": target}
-    return redirect(url_for("ui.signup"))
+    return redirect(url_for("ui.signup_form"))
 
 
 def _add_to(user: User, identity: ExternalIdentity, owner: User | None, allowed: bool) -> Response:
