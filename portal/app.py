@@ -63,6 +63,10 @@ def create_app(config: Config | None = None, **overrides: Any) -> Flask:
 
     app.register_blueprint(identity_bp)
     app.register_blueprint(account_bp)
+    if config.oidc.enabled:
+        from .identity import oidc
+
+        oidc.init_app(app)
     web.init_app(app)
     app.add_url_rule("/", "root", lambda: redirect("/ui/"))
     return app
