@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, CursorResult, insert, select, update
+from sqlalchemy import ColumnElement, Connection, CursorResult, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -61,7 +61,11 @@ from .provisions import (
     same_provisions,
 )
 
-_NO_SYNC = {"synchronize_session": False}
+
+def _core(session: Session) -> Connection:
+    """The session's connection: the hot statements run as plain Core there, without the
+    ORM's per-statement work (they touch no loaded objects)."""
+    return session.connection()
 
 
 def issue_commission(
@@ -185,18 +189,22 @@ def _issue(
     settle: bool,
 ) -> int:
     now = utcnow()
-    serial = session.execute(
-        insert(Commission)
-        .values(
-            service=service,
-            client_key=client_key,
-            name=name,
-            issue_time=now,
-            state=COMMISSION_ACCEPTED if settle else COMMISSION_PENDING,
-            resolved_at=now if settle else None,
+    serial = (
+        _core(session)
+        .execute(
+            insert(Commission)
+            .values(
+                service=service,
+                client_key=client_key,
+                name=name,
+                issue_time=now,
+                state=COMMISSION_ACCEPTED if settle else COMMISSION_PENDING,
+                resolved_at=now if settle else None,
+            )
+            .returning(Commission.serial)
         )
-        .returning(Commission.serial)
-    ).scalar_one()
+        .scalar_one()
+    )
     rows = [
         {
             "commission_serial": serial,
@@ -205,7 +213,7 @@ def _issue(
         }
         for item in items  # already in lock order
     ]
-    session.execute(insert(Provision), rows)
+    _core(session).execute(insert(Provision), rows)
     return serial
 
 
@@ -224,9 +232,9 @@ def _charge(session: Session, item: Item, force: bool, settle: bool) -> int:
         if settle:
             values[h.usage_max] = h.usage_max + q
         where.append(h.usage_min + q >= 0)
-    holding_id = session.execute(
-        update(h).where(*where).values(values).returning(h.id), execution_options=_NO_SYNC
-    ).scalar()
+    holding_id = (
+        _core(session).execute(update(h).where(*where).values(values).returning(h.id)).scalar()
+    )
     if holding_id is not None:
         return holding_id
     row = session.execute(
@@ -275,11 +283,10 @@ def _resolve_one(session: Session, serial: int, *, accept: bool, service: str | 
     this = [c.serial == serial] if service is None else [c.serial == serial, c.service == service]
     changed = cast(
         CursorResult[Any],
-        session.execute(
+        _core(session).execute(
             update(c)
             .where(*this, c.state == COMMISSION_PENDING)
-            .values(state=target, resolved_at=utcnow()),
-            execution_options=_NO_SYNC,
+            .values(state=target, resolved_at=utcnow())
         ),
     ).rowcount
     if not changed:
@@ -290,20 +297,22 @@ def _resolve_one(session: Session, serial: int, *, accept: bool, service: str | 
             raise CommissionConflict(f"commission {serial} is already {state}")
         return  # resolved this way before: a retry
     h, p = Holding, Provision
-    rows = session.execute(
-        select(p.holding_id, p.quantity, h.holder, h.source, h.resource)
-        .join(h, p.holding_id == h.id)
-        .where(p.commission_serial == serial)
-    ).all()
+    rows = (
+        _core(session)
+        .execute(
+            select(p.holding_id, p.quantity, h.holder, h.source, h.resource)
+            .join(h, p.holding_id == h.id)
+            .where(p.commission_serial == serial)
+        )
+        .all()
+    )
     for row in sorted(rows, key=lambda r: lock_order((r.holder, r.source, r.resource))):
         q = row.quantity
         if accept:  # the other end reaches the final value
             values = {h.usage_min: h.usage_min + q} if q > 0 else {h.usage_max: h.usage_max + q}
         else:  # the charged end goes back
             values = {h.usage_max: h.usage_max - q} if q > 0 else {h.usage_min: h.usage_min - q}
-        session.execute(
-            update(h).where(h.id == row.holding_id).values(values), execution_options=_NO_SYNC
-        )
+        _core(session).execute(update(h).where(h.id == row.holding_id).values(values))
 
 
 def _provisions(session: Session, serial: int) -> list[ProvisionDict]:
