@@ -31,7 +31,7 @@ class User(Base):
     verification_expires: Mapped[datetime | None] = mapped_column()
 
     login_methods: Mapped[list[LoginMethod]] = relationship(
-        back_populates="user", lazy="selectin", cascade="all, delete-orphan"
+        back_populates="user", lazy="select", cascade="all, delete-orphan"
     )
 
     @property
