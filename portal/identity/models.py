@@ -47,7 +47,8 @@ class User(Base):
 
 class LoginMethod(Base):
     """One way a user logs in: ``local`` (identifier = email, with a password hash), ``saml``
-    (identifier = the IdP's persistent id or eppn), ``oidc:<provider>`` (the ``sub``)."""
+    (identifier = the IdP-qualified persistent id, pairwise id or eppn), ``oidc``
+    (identifier = ``"<issuer> <sub>"``)."""
 
     __tablename__ = "login_methods"
     __table_args__ = (UniqueConstraint("provider", "identifier"),)
