@@ -40,7 +40,9 @@ def demo(port: int, portal_port: int = 8080) -> int:
     print(
         f"\nThe cloud is up: Ganeti cluster {c.info.name} (master {c.info.master}) and the "
         f"portal.\n"
-        f"Portal: {public}  user demo@example.test  password {password}  API token {token}\n"
+        f"Portal: {public}/ui/  user demo@example.test  password {password}  API token {token}\n"
+        f"  New signups: their verification mail lands in {portal.outbox}; approve them with "
+        f"SNF_CONFIG_DIR={portal.config_dir} .venv/bin/snf-portal user activate EMAIL\n"
         f"  openstack --os-auth-url {public}/identity/v3 --os-username demo@example.test "
         f"--os-password '{password}' --os-user-domain-name Default --os-project-name "
         f"demo@example.test --os-project-domain-name Default token issue\n"
