@@ -63,6 +63,10 @@ def create_app(config: Config | None = None, **overrides: Any) -> Flask:
 
     app.register_blueprint(identity_bp)
     app.register_blueprint(account_bp)
+    if config.saml.enabled:
+        from .identity.saml import bp as saml_bp
+
+        app.register_blueprint(saml_bp)
     if config.oidc.enabled:
         from .identity import oidc
 
