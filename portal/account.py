@@ -134,3 +134,6 @@ def user_catalogs() -> Response:
             by_uuid[str(found.uuid)] = found.email
     return jsonify({"uuid_catalog": by_uuid,
                     "displayname_catalog": {u.email: str(u.uuid) for u in users}})  # fmt: skip
+
+
+from . import projects_api  # noqa: E402, F401  (its views join this blueprint)

@@ -10,6 +10,7 @@
     snf-portal quota show USER | quota set USER RESOURCE LIMIT     (the user's base quota)
     snf-portal project list | project create NAME [--owner USER] [--grant RES=PROJECT:MEMBER]...
     snf-portal project add-member PROJECT USER | project remove-member PROJECT USER
+    snf-portal project applications | project approve|deny PROJECT [--app-id N] [--reason R]
 
 USER is a UUID or an email.  Tokens are printed once, when issued: only their SHA-256 is
 kept.  The database is ``[portal] database_url`` of /etc/snf/snf.toml.
@@ -152,12 +153,23 @@ def _project_cmd(config: Config, args: argparse.Namespace) -> int:
     from snf.quota import engine as quota
     from snf.quota.models import Project
 
+    from . import projects_applications as applications
     from .identity import accounts
+    from .identity.models import User
 
     def act(session) -> int:  # type: ignore[no-untyped-def]
         if args.action == "list":
             for project in session.scalars(select(Project).order_by(Project.name)):
                 print(f"{project.id}\t{project.name}\t{project.state}")
+        elif args.action == "applications":
+            for app in applications.pending_applications(session, None):
+                kind = "modify" if app.is_modification else "new"
+                who = session.get(User, app.applicant)
+                print(f"{app.id}\t{app.project_id}\t{kind}\t{app.name or '-'}\t"
+                      f"{who.email if who else app.applicant}")  # fmt: skip
+        elif args.action in ("approve", "deny"):
+            applications.decide(session, None, args.project, args.action, args.reason,
+                                app_id=args.app_id)  # fmt: skip
         elif args.action == "create":
             grants = {}
             for grant in args.grant:
@@ -244,6 +256,12 @@ def main(argv: list[str]) -> int:
         q = projects.add_parser(action)
         q.add_argument("project")
         q.add_argument("user")
+    projects.add_parser("applications", help="pending project applications")
+    for action in ("approve", "deny"):
+        q = projects.add_parser(action, help=f"{action} a project's latest application")
+        q.add_argument("project")
+        q.add_argument("--app-id", type=int, help="the application (default: the latest)")
+        q.add_argument("--reason", default="")
     args = parser.parse_args(argv)
     config = load_config(args.config_dir)
 

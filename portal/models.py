@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import importlib
 
-MODEL_MODULES = ["snf.portal.identity.models", "snf.quota.models"]
+MODEL_MODULES = [
+    "snf.portal.identity.models",
+    "snf.portal.projects_models",
+    "snf.quota.models",
+]
 
 
 def load_all() -> None:

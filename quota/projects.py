@@ -9,8 +9,17 @@ of one project from its state, its grants and its active memberships (Astakos'
 - a member who left, or any member of a project that is not active: limit 0. Their holdings
   stay (usage is never forgotten), so a later commission can still release what they use.
 
+Memberships move as in Astakos: a user asks to join (``requested``, no quota yet,
+:func:`request_membership`), is accepted (:func:`add_member`: the grant follows), may ask to
+leave (``leave_requested``, :func:`request_leave`: the grant stays until removal), and is
+removed, rejected or cancels (:func:`remove_member`). Who may do which, and when, is the
+portal's business (``snf.portal.projects_service``); the engine keeps the states and the
+holdings consistent, and counts members against ``max_members`` when told to.
+
 Transactions follow :mod:`snf.quota.engine`'s rule: the caller owns them; each function
-here runs in a SAVEPOINT and has changed nothing when it raises.
+here runs in a SAVEPOINT and has changed nothing when it raises. A caller that checks a
+project's state before changing it takes :func:`lock_project` first, so its checks and
+the engine's changes see the same rows.
 """
 
 from __future__ import annotations
@@ -18,7 +27,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 
-from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -27,8 +36,11 @@ from .errors import InvalidData, ProjectConflict, ProjectNotFound
 from .models import (
     MEMBER_ACCEPTED,
     MEMBER_ACTIVE_STATES,
+    MEMBER_LEAVE_REQUESTED,
     MEMBER_REMOVED,
+    MEMBER_REQUESTED,
     MEMBER_STATES,
+    MEMBER_SUSPENDED,
     POLICY_CLOSED,
     PROJECT_ACTIVE,
     PROJECT_STATES,
@@ -43,6 +55,14 @@ from .provisions import HoldingKey, lock_order, parse_uuid, project_ref, user_re
 Grants = Mapping[str, Mapping[str, int]]
 
 _NO_SYNC = {"synchronize_session": False}
+
+#: Memberships that stand in the way of a new request to join (Astakos' ASSOCIATED_STATES).
+MEMBER_ASSOCIATED_STATES = (
+    MEMBER_REQUESTED,
+    MEMBER_ACCEPTED,
+    MEMBER_LEAVE_REQUESTED,
+    MEMBER_SUSPENDED,
+)
 
 
 def ensure_user(
@@ -149,10 +169,18 @@ def set_project_state(session: Session, project_id: uuid.UUID | str, state: str)
         sync_project(session, pid)
 
 
-def add_member(session: Session, project_id: uuid.UUID | str, user_uuid: uuid.UUID | str) -> int:
+def add_member(
+    session: Session,
+    project_id: uuid.UUID | str,
+    user_uuid: uuid.UUID | str,
+    *,
+    enforce_max_members: bool = False,
+) -> int:
     """Make the user an accepted member: the project's member_capacity becomes their limit.
 
-    Idempotent; returns the membership's id.
+    Idempotent; returns the membership's id. With ``enforce_max_members``, a user who is
+    not a member yet is refused (ProjectConflict) when the project's active members have
+    reached its ``max_members``; the count is taken under the project's lock.
     """
     pid = parse_uuid(project_id, "project")
     uid = parse_uuid(user_uuid, "user")
@@ -161,6 +189,10 @@ def add_member(session: Session, project_id: uuid.UUID | str, user_uuid: uuid.UU
         if project.is_base and uid != pid:
             raise ProjectConflict(f"system project {pid} has no other members")
         membership = _membership(session, pid, uid)
+        joining = membership is None or membership.state not in MEMBER_ACTIVE_STATES
+        limit = project.max_members if enforce_max_members and joining else None
+        if limit is not None and member_count(session, pid) >= limit:
+            raise ProjectConflict(f"project {pid} has reached its limit of {limit} members")
         if membership is None:
             membership = Membership(project_id=pid, user_uuid=uid, state=MEMBER_ACCEPTED)
             session.add(membership)
@@ -194,6 +226,73 @@ def remove_member(
         membership.state = state
         session.flush()
         sync_project(session, pid, member=uid)
+
+
+def request_membership(
+    session: Session, project_id: uuid.UUID | str, user_uuid: uuid.UUID | str
+) -> int:
+    """Record the user's request to join (``requested``): no quota until accepted.
+
+    A user whose membership ended (rejected, cancelled, removed) may ask again; one who has
+    asked already, is a member or is suspended may not (ProjectConflict), nor may anyone
+    ask to join a system project. Returns the membership's id.
+    """
+    pid = parse_uuid(project_id, "project")
+    uid = parse_uuid(user_uuid, "user")
+    with session.begin_nested():
+        project = _lock_project(session, pid)
+        if project.is_base:
+            raise ProjectConflict(f"nobody joins system project {pid}")
+        membership = _membership(session, pid, uid)
+        if membership is None:
+            membership = Membership(project_id=pid, user_uuid=uid, state=MEMBER_REQUESTED)
+            session.add(membership)
+        elif membership.state in MEMBER_ASSOCIATED_STATES:
+            raise ProjectConflict(
+                f"user {uid} has a membership of project {pid} already ({membership.state})"
+            )
+        else:
+            membership.state = MEMBER_REQUESTED
+        session.flush()
+        return membership.id
+
+
+def request_leave(
+    session: Session, project_id: uuid.UUID | str, user_uuid: uuid.UUID | str
+) -> None:
+    """Record an accepted member's request to leave (``leave_requested``).
+
+    The member keeps the project's grant until removed (:func:`remove_member`). Idempotent;
+    ProjectConflict for anyone who is not an accepted member.
+    """
+    pid = parse_uuid(project_id, "project")
+    uid = parse_uuid(user_uuid, "user")
+    with session.begin_nested():
+        project = _lock_project(session, pid)
+        if project.is_base:
+            raise ProjectConflict(f"nobody leaves system project {pid}")
+        membership = _membership(session, pid, uid)
+        if membership is None or membership.state not in MEMBER_ACTIVE_STATES:
+            raise ProjectConflict(f"user {uid} is not an accepted member of project {pid}")
+        membership.state = MEMBER_LEAVE_REQUESTED
+        session.flush()
+
+
+def member_count(session: Session, project_id: uuid.UUID | str) -> int:
+    """How many members draw on the project's grant (accepted or asking to leave)."""
+    pid = parse_uuid(project_id, "project")
+    count = session.scalar(
+        select(func.count())
+        .select_from(Membership)
+        .where(Membership.project_id == pid, Membership.state.in_(MEMBER_ACTIVE_STATES))
+    )
+    return int(count or 0)
+
+
+def lock_project(session: Session, project_id: uuid.UUID | str) -> Project:
+    """The project's row, locked until the caller's transaction ends (PostgreSQL: FOR
+    UPDATE) and freshly read; ProjectNotFound if there is none."""
+    return _lock_project(session, parse_uuid(project_id, "project"))
 
 
 def sync_project(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -81,3 +82,24 @@ def test_kamaki_quota_and_resource_list(portal: Any, alice: dict[str, str]) -> N
     assert alice["uuid"] in out and "cyclades.vm" in out
     out = lan().run([str(KAMAKI), "-c", str(conf), "resource", "list"], timeout=120).stdout
     assert "pithos.diskspace" in out
+
+
+def test_kamaki_projects_and_memberships(portal: Any, alice: dict[str, str]) -> None:
+    conf = kamaki_config(portal, alice)
+
+    def kamaki(*args: str) -> str:
+        return lan().run([str(KAMAKI), "-c", str(conf), *args], timeout=120).stdout
+
+    out = kamaki("project", "list")
+    assert f"system:{alice['uuid']}" in out
+    out = kamaki("project", "info", alice["uuid"])
+    assert "system_project: True" in out and "cyclades.vm" in out
+    out = kamaki("membership", "list")
+    assert f"project: {alice['uuid']}" in out and "state: accepted" in out
+    name = f"e2e-{uuid.uuid4().hex[:8]}.example.org"
+    out = kamaki("project", "create", "--name", name, "--end-date", "2030-01-01",
+                 "--resource", "cyclades.vm=1,2")  # fmt: skip
+    project = next(line.split()[1] for line in out.splitlines() if line.startswith("id:"))
+    out = kamaki("project", "info", project)
+    assert f"name: {name}" in out and "state: uninitialized" in out
+    assert "state: pending" in out  # its last application, which alice sees
