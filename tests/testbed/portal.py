@@ -59,9 +59,7 @@ def _probe(url: str, timeout: float) -> None:
             time.sleep(0.1)
 
 
-def start(
-    database_url: str | None = None, base_url: str = BASE_URL, workers: int = 2
-) -> Portal:
+def start(database_url: str | None = None, base_url: str = BASE_URL, workers: int = 2) -> Portal:
     stop()
     root = plan.STATE_DIR / "portal"
     etc = root / "etc"
