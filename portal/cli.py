@@ -3,12 +3,14 @@
     snf-portal serve [--bind HOST:PORT] [--workers N]       gunicorn with the portal
     snf-portal db upgrade [REVISION] | db current
     snf-portal user add EMAIL --name NAME [--password-stdin] [--active] [--admin]
-    snf-portal user list | user show USER | user activate USER
+    snf-portal user list [--pending] | user show USER | user activate USER
+    snf-portal user reject USER [--reason TEXT]      (moderation; also ends sessions and tokens)
     snf-portal user modify USER [--name NAME] [--admin | --no-admin] [--password-stdin]
     snf-portal service add NAME | service list | service revoke NAME
     snf-portal token issue USER | token revoke USER
     snf-portal quota show USER | quota set USER RESOURCE LIMIT     (the user's base quota)
     snf-portal project list | project create NAME [--owner USER] [--grant RES=PROJECT:MEMBER]...
+                                                  [--join auto|moderated|closed]
     snf-portal project add-member PROJECT USER | project remove-member PROJECT USER
     snf-portal project applications | project approve|deny PROJECT [--app-id N] [--reason R]
 
@@ -53,7 +55,7 @@ def _with_session(config: Config, action) -> int:  # type: ignore[no-untyped-def
 
 
 def _user_cmd(config: Config, args: argparse.Namespace) -> int:
-    from .identity import accounts
+    from .identity import accounts, signup
     from .identity.models import User
 
     def act(session) -> int:  # type: ignore[no-untyped-def]
@@ -63,7 +65,12 @@ def _user_cmd(config: Config, args: argparse.Namespace) -> int:
                                         admin=args.admin)  # fmt: skip
             print(user.uuid)
         elif args.action == "list":
-            for user in session.scalars(select(User).order_by(User.created)):
+            query = select(User).order_by(User.created)
+            if args.pending:
+                query = query.where(
+                    User.email_verified, User.moderated.is_(False), User.rejected_reason.is_(None)
+                )
+            for user in session.scalars(query):
                 admin = " admin" if user.is_admin else ""
                 print(f"{user.uuid}\t{user.email}\t{user.display_name}\t{user.state}{admin}")
         elif args.action == "show":
@@ -73,6 +80,10 @@ def _user_cmd(config: Config, args: argparse.Namespace) -> int:
             print(f"state: {user.state}\nadmin: {user.is_admin}\nlogin methods: {methods}")
         elif args.action == "activate":
             accounts.activate(accounts.find_user(session, args.user))
+        elif args.action == "reject":
+            user = accounts.find_user(session, args.user)
+            signup.reject(user, args.reason)
+            accounts.revoke_user_tokens(session, user)
         elif args.action == "modify":
             user = accounts.find_user(session, args.user)
             if args.name:
@@ -181,7 +192,9 @@ def _project_cmd(config: Config, args: argparse.Namespace) -> int:
                     "member_capacity": member,
                 }
             owner = accounts.find_user(session, args.owner).uuid if args.owner else None
-            print(quota.create_project(session, name=args.name, owner=owner, grants=grants))
+            project_id = quota.create_project(session, name=args.name, owner=owner, grants=grants)
+            session.get(Project, project_id).join_policy = args.join
+            print(project_id)
         else:
             user = accounts.find_user(session, args.user)
             quota.ensure_user(session, user.uuid)
@@ -221,9 +234,14 @@ def main(argv: list[str]) -> int:
     q.add_argument("--password-stdin", action="store_true", help="read a password from stdin")
     q.add_argument("--active", action="store_true", help="verified, moderated and active now")
     q.add_argument("--admin", action="store_true")
-    users.add_parser("list")
+    users.add_parser("list").add_argument(
+        "--pending", action="store_true", help="only accounts waiting for moderation"
+    )
     for action in ("show", "activate"):
         users.add_parser(action).add_argument("user")
+    q = users.add_parser("reject")
+    q.add_argument("user")
+    q.add_argument("--reason", default="")
     q = users.add_parser("modify")
     q.add_argument("user")
     q.add_argument("--name")
@@ -252,6 +270,12 @@ def main(argv: list[str]) -> int:
     q.add_argument("name")
     q.add_argument("--owner")
     q.add_argument("--grant", action="append", default=[], metavar="RES=PROJECT:MEMBER")
+    q.add_argument(
+        "--join",
+        choices=["auto", "moderated", "closed"],
+        default="moderated",
+        help="who may join: anyone at once, on the owner's approval, nobody",
+    )
     for action in ("add-member", "remove-member"):
         q = projects.add_parser(action)
         q.add_argument("project")

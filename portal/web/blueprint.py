@@ -23,7 +23,7 @@ def external_logins() -> list[tuple[str, str]]:
 
 
 def init_app(app: Flask) -> None:
-    from . import auth_views, dashboard  # noqa: F401  (their routes join bp)
+    from . import auth_views, dashboard, projects  # noqa: F401  (their routes join bp)
 
     session.init_app(app)
     app.register_blueprint(bp)

@@ -63,3 +63,38 @@ def test_errors_are_one_line(conf: list[str], argv: list[str], message: str) -> 
     )  # fmt: skip
     assert proc.returncode != 0
     assert proc.stderr.count("\n") == 1 and message in proc.stderr
+
+
+def test_moderation(conf: list[str], capsys) -> None:
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import Session
+
+    from snf.common.config import load_config
+    from snf.portal.identity import accounts, signup
+
+    config = load_config(Path(conf[1]))
+    engine = create_engine(config.portal.database_url)
+    with Session(engine) as session:
+        for email in ("wait@example.test", "bad@example.test"):
+            method = signup.NewMethod("local", email, "pass word 1")
+            user, code = signup.signup(
+                session, config, email=email, display_name=email, method=method
+            )
+            signup.verify(session, config, code or "")
+        accounts.issue_user_token(session, user, kind="api", hours=1)
+        session.commit()
+    assert main([*conf, "user", "list", "--pending"]) == 0
+    listed = capsys.readouterr().out
+    assert "wait@example.test" in listed and "pending moderation" in listed
+    assert main([*conf, "user", "reject", "bad@example.test", "--reason", "spam"]) == 0
+    assert main([*conf, "user", "activate", "wait@example.test"]) == 0
+    capsys.readouterr()
+    assert main([*conf, "user", "list", "--pending"]) == 0
+    assert capsys.readouterr().out == ""
+    main([*conf, "user", "show", "bad@example.test"])
+    assert "state: rejected" in capsys.readouterr().out
+    with Session(engine) as session:
+        assert (
+            accounts.current_api_token(session, accounts.find_user(session, "bad@example.test"))
+            is None
+        )
