@@ -1,5 +1,6 @@
-"""The web UI in a real browser: headless Chromium, driven with Selenium through Debian's
-chromedriver, against the portal under gunicorn in the testbed.  Browser, driver and every
+"""The web UI in a real browser (signup → verify → login → renew token → quotas → join a
+project): headless Chromium, driven with Selenium through Debian's chromedriver, against the
+portal under gunicorn in the testbed.  Browser, driver and every
 connection live in the services host's network namespace (the test's thread enters it; the
 driver and browser processes inherit it)."""
 
@@ -68,6 +69,13 @@ def _text(driver: Any, element_id: str) -> str:
     return str(driver.find_element(By.ID, element_id).text)
 
 
+def _vm_limit(driver: Any) -> int:
+    from selenium.webdriver.common.by import By
+
+    cell = driver.find_element(By.CSS_SELECTOR, '#quotas tr[data-resource="cyclades.vm"] .limit')
+    return int(cell.text)
+
+
 def _verification_link(outbox: Path, email: str) -> str:
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
@@ -117,6 +125,19 @@ def test_signup_verify_login_token_quotas(browser: Any, portal: Any) -> None:
     assert {"cyclades.vm", "cyclades.disk", "pithos.diskspace"} <= shown
     bars = browser.find_elements(By.CSS_SELECTOR, "#quotas [role=meter]")
     assert len(bars) == len(rows)
+
+    # Join a project the administrator opened: its member capacity adds to the quota.
+    vm_limit = _vm_limit(browser)
+    portal.snf_portal("project", "create", "browser-lab", "--grant", "cyclades.vm=10:2",
+                      "--join", "auto")  # fmt: skip
+    browser.get(f"{base}/ui/projects")
+    row = browser.find_element(By.CSS_SELECTOR, '#projects tr[data-project="browser-lab"]')
+    row.find_element(By.CSS_SELECTOR, "button.join").click()
+    assert "You joined the project" in browser.find_element(By.CSS_SELECTOR, ".flash").text
+    row = browser.find_element(By.CSS_SELECTOR, '#projects tr[data-project="browser-lab"]')
+    assert row.find_element(By.CSS_SELECTOR, ".membership").text == "accepted"
+    browser.get(f"{base}/ui/quotas")
+    assert _vm_limit(browser) == vm_limit + 2
 
     _click(browser, "logout")
     browser.get(f"{base}/ui/")
