@@ -152,6 +152,11 @@ def revoke_user_tokens(session: Session, user: User) -> int:
     return session.execute(delete(Token).where(Token.user_uuid == user.uuid)).rowcount or 0
 
 
+def revoke_api_tokens(session: Session, user: User) -> int:
+    query = delete(Token).where(Token.user_uuid == user.uuid, Token.kind == "api")
+    return session.execute(query).rowcount or 0
+
+
 def revoke_token(session: Session, token: str) -> None:
     session.execute(delete(Token).where(Token.digest == sec.digest(token)))
 

@@ -72,6 +72,18 @@ def renew_token() -> str:
     return render_template("token.html", user=user, token=token, row=row)
 
 
+@bp.post("/token/revoke")
+@login_required
+def revoke_token() -> Response:
+    """End the API token now (clients using it get 401); a new one can be made later."""
+    user = _me()
+    accounts.revoke_api_tokens(db.session, user)
+    db.session.commit()
+    log.info("%s revoked their API token", user.email)
+    flash("Your API token was revoked.")
+    return redirect(url_for("ui.index"))
+
+
 @bp.get("/quotas")
 @login_required
 def quotas() -> str:

@@ -229,3 +229,15 @@ def test_keystone_password_login_is_rate_limited(client: FlaskClient, alice: dic
     assert [attempt("wrong") for _ in range(5)] == [401] * 5
     r = attempt("correct horse")
     assert r == 429
+
+
+def test_token_revocation(browser: FlaskClient, alice: dict) -> None:
+    login(browser, alice["email"], "correct horse")
+    headers = {"X-Auth-Token": alice["token"]}
+    assert browser.get("/account/v1.0/quotas", headers=headers).status_code == 200
+    assert 'id="revoke-token"' in browser.get("/ui/").text
+    r = post_form(browser, "/ui/token/revoke", {}, form_page="/ui/")
+    assert r.status_code == 302
+    assert browser.get("/account/v1.0/quotas", headers=headers).status_code == 401
+    page = browser.get("/ui/").text
+    assert "revoked" in page and 'id="revoke-token"' not in page
