@@ -64,9 +64,14 @@ def _click(driver: Any, element_id: str) -> None:
 
 
 def _text(driver: Any, element_id: str) -> str:
+    from selenium.common.exceptions import NoSuchElementException
     from selenium.webdriver.common.by import By
 
-    return str(driver.find_element(By.ID, element_id).text)
+    try:
+        return str(driver.find_element(By.ID, element_id).text)
+    except NoSuchElementException:
+        page = driver.find_element(By.TAG_NAME, "body").text[:1500]
+        raise AssertionError(f"no #{element_id} on {driver.current_url}:\n{page}") from None
 
 
 def _vm_limit(driver: Any) -> int:
