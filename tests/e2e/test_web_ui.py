@@ -10,6 +10,7 @@ import json
 import re
 import shutil
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from email import message_from_bytes
@@ -60,7 +61,19 @@ def _fill(driver: Any, **fields: str) -> None:
 def _click(driver: Any, element_id: str) -> None:
     from selenium.webdriver.common.by import By
 
-    driver.find_element(By.ID, element_id).click()
+    _submit(driver, driver.find_element(By.ID, element_id))
+
+
+def _submit(driver: Any, button: Any) -> None:
+    """Click a form's button and wait until the browser has left the page: a following
+    ``get`` must not race the form's own navigation."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    page = driver.find_element(By.TAG_NAME, "html")
+    button.click()
+    WebDriverWait(driver, 30).until(expected_conditions.staleness_of(page))
 
 
 def _text(driver: Any, element_id: str) -> str:
@@ -109,7 +122,7 @@ def test_signup_verify_login_token_quotas(browser: Any, portal: Any) -> None:
     assert "/ui/login" in browser.current_url
     _fill(browser, email=email, password=PASSWORD)
     _click(browser, "login")
-    assert browser.current_url.endswith("/ui/quotas")
+    assert urllib.parse.urlsplit(browser.current_url).path == "/ui/quotas"
 
     browser.get(f"{base}/ui/")
     assert _text(browser, "email") == email
@@ -137,7 +150,7 @@ def test_signup_verify_login_token_quotas(browser: Any, portal: Any) -> None:
                       "--join", "auto")  # fmt: skip
     browser.get(f"{base}/ui/projects")
     row = browser.find_element(By.CSS_SELECTOR, '#projects tr[data-project="browser-lab"]')
-    row.find_element(By.CSS_SELECTOR, "button.join").click()
+    _submit(browser, row.find_element(By.CSS_SELECTOR, "button.join"))
     assert "You joined the project" in browser.find_element(By.CSS_SELECTOR, ".flash").text
     row = browser.find_element(By.CSS_SELECTOR, '#projects tr[data-project="browser-lab"]')
     assert row.find_element(By.CSS_SELECTOR, ".membership").text == "accepted"
