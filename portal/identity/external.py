@@ -29,7 +29,7 @@ from ..web.safe_next import safe_next
 from ..web.session import start_session
 from .models import LoginMethod, User
 from .policies import policy
-from .signup import login_refusal
+from .signup import login_refusal, release_identifier
 
 log = logging.getLogger("snf.portal.login")
 
@@ -97,9 +97,7 @@ def _add_to(user: User, identity: ExternalIdentity, owner: User | None, allowed:
     elif owner is not None and owner.email_verified:
         flash("This login belongs to another account.", "error")
     else:
-        if owner is not None:  # an abandoned, unverified signup holds it
-            db.session.delete(owner)
-            db.session.flush()
+        release_identifier(db.session, identity.method, identity.identifier)
         user.login_methods.append(
             LoginMethod(
                 provider=identity.method,

@@ -65,7 +65,8 @@ def signup(
             raise Conflict(f"an account with email {email} exists: log in and add this method")
         session.delete(existing)  # an abandoned, unverified signup
         session.flush()
-    _release_identifier(session, method)
+    if method.provider != "local":
+        release_identifier(session, method.provider, method.identifier)
     user = accounts.create_user(session, email, display_name)
     user.login_methods.append(
         LoginMethod(
@@ -84,14 +85,12 @@ def signup(
     return user, code
 
 
-def _release_identifier(session: Session, method: NewMethod) -> None:
-    """An identifier held by an unverified account moves to the new one; a verified
-    account's identifier is never taken over."""
-    if method.provider == "local":
-        return
+def release_identifier(session: Session, provider: str, identifier: str) -> None:
+    """Free an external identity for a new owner: one held by an unverified (abandoned)
+    account is released with that account; a verified account's is never taken over."""
     held = session.scalar(
         select(LoginMethod).where(
-            LoginMethod.provider == method.provider, LoginMethod.identifier == method.identifier
+            LoginMethod.provider == provider, LoginMethod.identifier == identifier
         )
     )
     if held is None:

@@ -30,12 +30,8 @@ def _me() -> User:
 @login_required
 def index() -> str:
     user = _me()
-    return render_template("dashboard.html", user=user, token=_api_token(user),
-                           quotas=_quota_rows(user))  # fmt: skip
-
-
-def _api_token(user: User) -> accounts.Token | None:
-    return accounts.current_api_token(db.session, user)
+    token = accounts.current_api_token(db.session, user)
+    return render_template("dashboard.html", user=user, token=token, quotas=_quota_rows(user))
 
 
 def _quota_rows(user: User) -> list[dict[str, object]]:
