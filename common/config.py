@@ -69,6 +69,7 @@ class PortalConfig:
     URL (SQLite on one machine, postgresql+psycopg://... otherwise). The session secret is
     read from secret_key_file (created, mode 0600, on first start). API tokens last
     api_token_hours; tokens issued by Keystone's password method keystone_token_hours.
+    A worker silent for worker_timeout seconds (a stuck transfer) is restarted.
     """
 
     bind: str = "127.0.0.1:8080"
@@ -78,6 +79,7 @@ class PortalConfig:
     api_token_hours: int = 720
     keystone_token_hours: int = 24
     workers: int = 4
+    worker_timeout: int = 900
 
 
 @dataclass(frozen=True)
@@ -182,6 +184,25 @@ class OidcConfig:
 
 
 @dataclass(frozen=True)
+class PithosConfig:
+    """[pithos]: the object store (Swift API with Pithos' extensions) in the portal.
+
+    An object holds at most max_object_bytes; a listing returns at most list_limit names
+    per request. New containers keep old versions of overwritten objects when versioning
+    is "auto" (they count towards the owner's quota until the object is deleted) and drop
+    them with "none". Uploads hash and store blocks with upload_threads threads.
+    Maps of versions whose database row never committed (a crash) are removed by
+    `snf-portal pithos reconcile` once older than orphan_map_seconds.
+    """
+
+    max_object_bytes: int = 5 << 30
+    list_limit: int = 10000
+    versioning: Literal["auto", "none"] = "auto"
+    upload_threads: int = 2
+    orphan_map_seconds: int = 3600
+
+
+@dataclass(frozen=True)
 class HooksConfig:
     """[hooks]: Ganeti hooks and the event daemon.
 
@@ -261,6 +282,7 @@ class Config:
     mail: MailConfig = field(default_factory=MailConfig)
     saml: SamlConfig = field(default_factory=SamlConfig)
     oidc: OidcConfig = field(default_factory=OidcConfig)
+    pithos: PithosConfig = field(default_factory=PithosConfig)
     hooks: HooksConfig = field(default_factory=HooksConfig)
     image: ImageConfig = field(default_factory=ImageConfig)
     network: NetworkConfig = field(default_factory=NetworkConfig)

@@ -13,6 +13,7 @@
                                                   [--join auto|moderated|closed]
     snf-portal project add-member PROJECT USER | project remove-member PROJECT USER
     snf-portal project applications | project approve|deny PROJECT [--app-id N] [--reason R]
+    snf-portal pithos reconcile [--dry-run]     (version maps left without a version by crashes)
 
 USER is a UUID or an email.  Tokens are printed once, when issued: only their SHA-256 is
 kept.  The database is ``[portal] database_url`` of /etc/snf/snf.toml.
@@ -207,11 +208,36 @@ def _project_cmd(config: Config, args: argparse.Namespace) -> int:
     return _with_session(config, act)
 
 
+def _pithos_cmd(config: Config, args: argparse.Namespace) -> int:
+    from snf.archipelago.backends import open_store
+
+    from .pithos import reconcile
+
+    def act(session):  # type: ignore[no-untyped-def]
+        store = open_store(config.store)
+        try:
+            done = reconcile.orphan_maps(session, store, dry_run=args.dry_run,
+                                         window=config.pithos.orphan_map_seconds)  # fmt: skip
+        finally:
+            store.close()
+        verb = "would remove" if args.dry_run else "removed"
+        print(f"{done.checked} version maps checked, {done.young} too young to judge, "
+              f"{verb} {len(done.removed)}")  # fmt: skip
+        for name in done.removed:
+            print(f"  {name}")
+        return 0
+
+    return _with_session(config, act)
+
+
 def _serve(config: Config, args: argparse.Namespace) -> int:
     bind = args.bind or config.portal.bind
     workers = str(args.workers or config.portal.workers)
+    # Long uploads and downloads keep a (sync) worker busy: the timeout bounds a silent hang,
+    # not a transfer.
     argv = [sys.executable, "-m", "gunicorn", "--bind", bind, "--workers", workers,
-            "--access-logfile", "-", "snf.portal.app:create_app()"]  # fmt: skip
+            "--timeout", str(config.portal.worker_timeout), "--access-logfile", "-",
+            "snf.portal.app:create_app()"]  # fmt: skip
     os.execv(sys.executable, argv)
     return 0
 
@@ -286,6 +312,11 @@ def main(argv: list[str]) -> int:
         q.add_argument("project")
         q.add_argument("--app-id", type=int, help="the application (default: the latest)")
         q.add_argument("--reason", default="")
+    p = sub.add_parser("pithos", help="the object store")
+    q = p.add_subparsers(dest="action", required=True).add_parser(
+        "reconcile", help="remove version maps that no version names (left by crashes)"
+    )
+    q.add_argument("--dry-run", action="store_true")
     args = parser.parse_args(argv)
     config = load_config(args.config_dir)
 
@@ -296,7 +327,7 @@ def main(argv: list[str]) -> int:
         print(migrate.current(url) or "empty")
         return 0
     commands = {"serve": _serve, "user": _user_cmd, "service": _service_cmd, "token": _token_cmd,
-                "quota": _quota_cmd, "project": _project_cmd}  # fmt: skip
+                "quota": _quota_cmd, "project": _project_cmd, "pithos": _pithos_cmd}  # fmt: skip
     return commands[args.command](config, args)
 
 

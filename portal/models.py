@@ -8,6 +8,7 @@ import importlib
 MODEL_MODULES = [
     "snf.portal.identity.models",
     "snf.portal.projects_models",
+    "snf.portal.pithos.models",
     "snf.quota.models",
 ]
 

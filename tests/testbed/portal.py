@@ -69,6 +69,7 @@ def start(database_url: str | None = None, base_url: str = BASE_URL, workers: in
         f'[portal]\nbind = "{plan.SVC_ADDRESS}:{PORT}"\nbase_url = "{base_url}"\n'
         f'database_url = "{url}"\nsecret_key_file = "{root / "secret"}"\nworkers = {workers}\n'
         f'[mail]\noutbox_dir = "{root / "outbox"}"\n'
+        f'[store]\npath = "{root / "store"}"\n'
     )
     env = {**CLEAN_ENV, "SNF_CONFIG_DIR": str(etc)}
     # Inside the lan namespace: the database may be the testbed's PostgreSQL.

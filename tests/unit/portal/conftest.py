@@ -29,6 +29,7 @@ def app(tmp_path: Path, extra_config: str) -> Iterator[Flask]:
         f'[portal]\ndatabase_url = "{url}"\nsecret_key_file = "{tmp_path / "secret"}"\n'
         'base_url = "https://cloud.example.test"\n'
         f'[mail]\noutbox_dir = "{tmp_path / "outbox"}"\n'
+        f'[store]\npath = "{tmp_path / "store"}"\n'
     )
     (etc / "conf.d").mkdir()
     (etc / "conf.d" / "50-test.toml").write_text(extra_config)
