@@ -44,19 +44,48 @@ class Stored:
 class _Md5:
     """MD5 over the blocks in upload order, in a thread of its own."""
 
+    #: Blocks waiting for the MD5 at most (bounds memory when MD5 is the slowest step).
+    BACKLOG = 8
+
     def __init__(self) -> None:
         self._md5 = hashlib.md5()
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="pithos-md5")
-        self._last: Future[None] | None = None
+        self._queued: deque[Future[None]] = deque()
 
     def update(self, data: bytes) -> None:
-        self._last = self._pool.submit(self._md5.update, data)
+        self._queued.append(self._pool.submit(self._md5.update, data))
+        while len(self._queued) > self.BACKLOG:
+            self._queued.popleft().result()
 
     def hexdigest(self) -> str:
-        if self._last is not None:
-            self._last.result()
+        while self._queued:
+            self._queued.popleft().result()
         self._pool.shutdown()
         return self._md5.hexdigest()
+
+    def close(self) -> None:
+        self._pool.shutdown(cancel_futures=True)
+
+
+class _Flusher:
+    """Makes stored blocks durable one by one in a thread of its own while the upload goes
+    on, so the disk writes back during the transfer instead of all at its end."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="pithos-sync")
+        self._seen: set[str] = set()
+        self._futures: list[Future[None]] = []
+
+    def submitted(self, name: str) -> str:
+        if name != ZERO_HASH and name not in self._seen:
+            self._seen.add(name)
+            self._futures.append(self._pool.submit(self._store.sync_blocks, [name]))
+        return name
+
+    def wait(self) -> None:
+        for future in self._futures:
+            future.result()
 
     def close(self) -> None:
         self._pool.shutdown(cancel_futures=True)
@@ -79,6 +108,7 @@ def store_stream(
     stored (the garbage collector removes it).
     """
     pool = ThreadPoolExecutor(max(1, threads), thread_name_prefix="pithos-put")
+    flusher = _Flusher(store)
     digest = _Md5() if md5 else None
     pending: deque[Future[str]] = deque()
     hashes: list[str] = []
@@ -96,7 +126,7 @@ def store_stream(
                 digest.update(block)
             pending.append(pool.submit(store.put_block, block, durable=False))
             while len(pending) > 2 * threads:
-                hashes.append(pending.popleft().result())
+                hashes.append(flusher.submitted(pending.popleft().result()))
             if progress is not None:
                 progress(size)
             if len(block) < want:
@@ -105,14 +135,15 @@ def store_stream(
             raise BadRequest(f"the body has {size} bytes, Content-Length said {length}")
         if length is not None and _read_block(stream, 1):
             raise BadRequest(f"the body is longer than Content-Length ({length})")
-        hashes.extend(f.result() for f in pending)
+        hashes.extend(flusher.submitted(f.result()) for f in pending)
         pending.clear()
-        store.sync_blocks(h for h in set(hashes) if h != ZERO_HASH)
+        flusher.wait()
         return Stored(hashes or [ZERO_HASH], size, digest.hexdigest() if digest else None)
     finally:
         for f in pending:
             f.cancel()
         pool.shutdown()
+        flusher.close()
         if digest is not None:
             digest.close()
 
