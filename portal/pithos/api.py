@@ -3,18 +3,23 @@ the shared-accounts listing and ``/object-store/info``.  Objects are in api_obje
 
 from __future__ import annotations
 
+import json
+import time
 import uuid
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from snf.archipelago.backends import open_store
 from snf.archipelago.hashing import BLOCK_SIZE
 from snf.archipelago.store import Store
 from snf.common.config import PithosConfig
+from snf.quota import engine as quota
 
 from ..extensions import db
+from ..identity.models import User
 from ..jsonapi import principal
 from . import access, conditions, containers, content
 from .errors import BadRequest, Forbidden, ItemNotFound
@@ -170,8 +175,6 @@ def _account_headers(owner: uuid.UUID, account: Account | None) -> list[tuple[st
 
 
 def _quota_limit(owner: uuid.UUID) -> int | None:
-    from snf.quota import engine as quota
-
     holding = quota.quotas(db.session, owner).get(str(owner), {}).get("pithos.diskspace")
     return None if holding is None else holding["limit"]
 
@@ -249,8 +252,6 @@ def account_post(account: str) -> Response:
             else:
                 groups.pop(group, None)
     found.groups = groups
-    import time
-
     found.mtime = time.time()
     db.session.commit()
     return Response(status=202)
@@ -258,10 +259,6 @@ def account_post(account: str) -> Response:
 
 def _resolve_user(who: str) -> str:
     """A sharing member as stored: a user's UUID (given as a UUID or an email)."""
-    from sqlalchemy import func, select
-
-    from ..identity.models import User
-
     if who == "*":
         return who
     try:
@@ -421,8 +418,6 @@ def _store_blocks(found: Container) -> Response:
 
 
 def _json(value: Any) -> str:
-    import json
-
     return json.dumps(value)
 
 

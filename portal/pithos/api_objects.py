@@ -8,10 +8,13 @@ import mimetypes
 from typing import Any
 from urllib.parse import unquote
 
-from flask import Response, request
+from flask import Response, current_app, request
+
+from snf.archipelago.hashing import ZERO_HASH
 
 from ..extensions import db
 from . import access, containers, md5_jobs, objects, updates
+from .accounting import room
 from .api import (
     apply_meta,
     bp,
@@ -25,7 +28,15 @@ from .api import (
 )
 from .conditions import Validators, evaluate, iso_time
 from .content import check_hashmap, missing_blocks, store_stream
-from .errors import BadRequest, Forbidden, ItemNotFound, OverQuota, Unprocessable
+from .errors import (
+    BadRequest,
+    Forbidden,
+    ItemNotFound,
+    LengthRequired,
+    OverQuota,
+    PreconditionFailed,
+    Unprocessable,
+)
 from .models import Container, Object, Version
 from .names import check_container, check_object, header_text, user_metadata
 from .objects import NewVersion
@@ -108,8 +119,6 @@ def serve_version(
 def public_url(obj: Object) -> str | None:
     if obj.public_token is None:
         return None
-    from flask import current_app
-
     base = current_app.config["SNF"].portal.base_url.rstrip("/")
     return f"{base}/public/{obj.public_token}"
 
@@ -221,8 +230,6 @@ def _write_conditions(found: Container, name: str) -> None:
     except ItemNotFound:
         validators = Validators(frozenset(), 0.0, exists=False)
     if evaluate(request.headers, validators, request.method) is not None:
-        from .errors import PreconditionFailed
-
         raise PreconditionFailed("the object does not match the request's conditions")
 
 
@@ -264,8 +271,6 @@ def _put(found: Container, name: str) -> Response:
     chunked = "chunked" in request.headers.get("Transfer-Encoding", "").lower()
     length = request.content_length
     if length is None and not chunked:
-        from .errors import LengthRequired
-
         raise LengthRequired("send Content-Length or use chunked transfer encoding")
     cfg = settings()
     if length is not None and length > cfg.max_object_bytes:
@@ -306,8 +311,6 @@ def _put(found: Container, name: str) -> Response:
 
 
 def _room(found: Container, name: str) -> int | None:
-    from .accounting import room
-
     return room(db.session, found.account, found)
 
 
@@ -394,8 +397,6 @@ def _copy(
         sharing=_sharing_header(),
     )
     if not new.hashes:
-        from snf.archipelago.hashing import ZERO_HASH
-
         new.hashes = [ZERO_HASH]
     src_id = obj.id
     db.session.commit()

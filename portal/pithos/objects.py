@@ -8,6 +8,7 @@ commit that drops them.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import secrets
@@ -308,8 +309,6 @@ def _sibling(session: Session, container: Container, name: str) -> Container | N
 
 
 def _md5_of_md5s(md5s: Iterator[str]) -> str:
-    import hashlib
-
     digest = hashlib.md5()
     for value in md5s:
         digest.update(value.encode())

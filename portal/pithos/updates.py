@@ -17,6 +17,7 @@ from snf.archipelago.mapfile import blocks_for
 
 from ..extensions import db
 from . import containers, md5_jobs, objects
+from .access import check
 from .api import caller, settings, store
 from .errors import BadRequest, RangeNotSatisfiable
 from .http_ranges import parse_content_range
@@ -107,8 +108,6 @@ def _from_object(found: Container, path: str, wanted: int | None) -> tuple[int, 
     cname, _, oname = unquote(path).lstrip("/").partition("/")
     src = containers.get(db.session, owner, check_container(cname))
     oname = check_object(oname)
-    from .access import check
-
     check(db.session, caller(), src, oname, "read")
     version = objects.current(db.session, objects.find(db.session, src, oname))
     body = objects.open_content(db.session, store(), src, version)
