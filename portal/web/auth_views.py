@@ -72,6 +72,7 @@ def login() -> Response:
 @bp.post("/logout")
 def logout() -> Response:
     end_session()
+    db.session.commit()
     flash("You are logged out.")
     return redirect(url_for("ui.login"))
 

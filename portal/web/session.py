@@ -3,7 +3,8 @@
 A session's id is ``<user uuid>:<epoch>``: bumping the user's ``session_epoch`` (logout
 everywhere, token renewal, password change, deactivation) ends every session at once, since
 Flask's signed cookies cannot be revoked one by one.  Logging in first clears the cookie
-store (no session fixation)."""
+store (no session fixation).  Ending a session, or all of them, also ends the user's file
+browser tokens (files_token.py)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,12 @@ import uuid
 from datetime import timedelta
 
 from flask import Flask, redirect, request, session, url_for
-from flask_login import LoginManager, UserMixin, login_user, logout_user
+from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
 from werkzeug.wrappers import Response
 
 from ..extensions import db
 from ..identity.models import User
+from . import files_token
 
 login_manager = LoginManager()
 
@@ -71,6 +73,9 @@ def start_session(user: User) -> None:
 
 
 def end_session() -> None:
+    """Log out this browser (the caller commits: the file-browser tokens end with it)."""
+    if current_user.is_authenticated:
+        files_token.revoke(current_user.user)
     logout_user()
     session.clear()
 
@@ -78,3 +83,4 @@ def end_session() -> None:
 def end_all_sessions(user: User) -> None:
     """End every web session of ``user`` (the caller commits)."""
     user.session_epoch += 1
+    files_token.revoke(user)
