@@ -107,6 +107,8 @@ def serve_version(
     )
     if public:
         headers = [(k, v) for k, v in headers if not k.startswith("X-Object-Sharing")]
+    # Served from the portal's own origin: never let an uploaded HTML or SVG run script here.
+    headers += [("X-Content-Type-Options", "nosniff"), ("Content-Security-Policy", "sandbox")]
     validators = Validators(frozenset(e for e in (etag, version.hash) if e), version.mtime)
     if version.kind == "data" and version.md5 is None:
         md5_jobs.schedule(version.id)
