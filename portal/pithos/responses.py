@@ -41,8 +41,10 @@ def output_format(default: str = "text") -> str:
 def listing(
     kind: str, owner: str, items: list[dict[str, Any]], names: list[str], fmt: str
 ) -> Response:
-    """A listing; an empty one is 204 (every format: clients stop paging at it)."""
-    if not names:
+    """A listing.  An empty one is 204 in plain text, and ``[]`` (or an empty element) with
+    200 in JSON and XML, as in Pithos: kamaki wants 200 from a JSON container listing, and
+    Swift clients stop paging at either."""
+    if not names and fmt == "text":
         return Response(status=204)
     if fmt == "json":
         return Response(json.dumps(items), mimetype="application/json")

@@ -132,6 +132,19 @@ def test_listing_formats_prefix_delimiter_marker(api: Api) -> None:
     assert xml.mimetype == "application/xml" and b"<name>b</name>" in xml.data
 
 
+def test_empty_listings(api: Api) -> None:
+    """204 in plain text; 200 with an empty list in JSON (kamaki's upload lists the
+    container and wants 200) and XML."""
+    api("PUT", "/c")
+    for path in ("/c", ""):  # an empty container, then an account without containers
+        assert api("GET", path).status_code == 204
+        got = api("GET", f"{path}?format=json")
+        assert got.status_code == 200 and got.get_json() == []
+        xml = api("GET", f"{path}?format=xml")
+        assert xml.status_code == 200 and xml.mimetype == "application/xml"
+        api("DELETE", "/c")
+
+
 def test_meta_filter_and_metadata(api: Api) -> None:
     api("PUT", "/c")
     api("PUT", "/c/x", data=b"1", headers={"X-Object-Meta-Color": "red"})
