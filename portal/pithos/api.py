@@ -375,11 +375,12 @@ def _apply_policy(found: Container, policy: dict[str, Any]) -> None:
 @bp.post("/v1/<account>/<container>")
 def container_post(account: str, container: str) -> Response:
     owner = owner_of(account)
-    found = containers.get(db.session, owner, check_container(container))
+    name = check_container(container)
     if request.mimetype == "application/octet-stream" and (
         request.content_length or request.headers.get("Transfer-Encoding")
     ):
-        return _store_blocks(found)
+        return _store_blocks(owner, name)
+    found = containers.get(db.session, owner, name)
     require_owner(owner)
     replace = "update" not in request.args
     given = user_metadata(request.headers.items(), "Container")
@@ -390,18 +391,21 @@ def container_post(account: str, container: str) -> Response:
     return Response(status=202)
 
 
-def _store_blocks(found: Container) -> Response:
-    """Pithos' block upload: the body cut every 4 MiB, each block stored; their hashes back."""
+def _store_blocks(owner: uuid.UUID, name: str) -> Response:
+    """Pithos' block upload: the body cut every 4 MiB, each block stored; their hashes back.
+
+    The account's owner needs no container of that name (blocks belong to no container):
+    kamaki uploads the blocks of a file bound for another user's container into its own
+    account, under that container's name, as Pithos allows."""
     user = caller()
-    # a writer of any shared object may upload the blocks it is about to name
-    if user != found.account and (
-        user is None
-        or not any(
+    if user != owner:
+        found = containers.get(db.session, owner, name)
+        # a writer of any shared object may upload the blocks it is about to name
+        if user is None or not any(
             access.may(db.session, user, found, n, "write")
             for n in access.readable_names(db.session, user, found)
-        )
-    ):
-        raise Forbidden("you may not write to this container")
+        ):
+            raise Forbidden("you may not write to this container")
     db.session.commit()  # hold no transaction while the body streams in
     stored = content.store_stream(
         store(),

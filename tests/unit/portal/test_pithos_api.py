@@ -397,6 +397,28 @@ def test_sharing_and_public(api: Api, bob: Api, client: FlaskClient) -> None:
     assert client.get(path).status_code == 404
 
 
+def test_hashmap_upload_into_a_shared_object(api: Api, bob: Api) -> None:
+    """kamaki 0.16 POSTs the blocks into the caller's own account, under the target's
+    container name (which the caller need not have), then PUTs the hashmap to the owner's."""
+    api("PUT", "/c")
+    api("PUT", "/c/o", data=b"x", headers={"X-Object-Sharing": f"write={bob.user['uuid']}"})
+    body = data(B + 3)
+    octets = {"Content-Type": "application/octet-stream"}
+    acct = api.user["uuid"]
+    # into another's account: a container holding something the caller may write
+    assert bob("POST", "/nope?update", account=acct, data=body, headers=octets).status_code == 404
+    api("PUT", "/d")
+    assert bob("POST", "/d?update", account=acct, data=body, headers=octets).status_code == 403
+    assert bob("POST", "/c?update", account=acct, data=b"y", headers=octets).status_code == 202
+    # into one's own: no container needed
+    posted = bob("POST", "/c?update&format=json", data=body, headers=octets)
+    assert posted.status_code == 202 and len(posted.get_json()) == 2
+    assert bob("HEAD", "/c").status_code == 404  # and none was made
+    hashmap = {"bytes": len(body), "hashes": posted.get_json()}
+    put = bob("PUT", "/c/o?hashmap&format=json", account=acct, json=hashmap)
+    assert put.status_code == 201 and api("GET", "/c/o").data == body
+
+
 def test_groups(api: Api, bob: Api) -> None:
     api("POST", "", headers={"X-Account-Group-Friends": bob.user["uuid"]})
     assert api("HEAD", "").headers["X-Account-Group-Friends"] == bob.user["uuid"]
