@@ -148,15 +148,25 @@ def store_stream(
             digest.close()
 
 
+def read_body(stream: BinaryIO, size: int) -> bytes:
+    """Up to ``size`` bytes of a request body.  A body the server cannot read (the client
+    went away inside a chunk, a malformed chunk: gunicorn raises its own errors) is a
+    BadRequest, not a server error."""
+    try:
+        return stream.read(size)
+    except Exception as exc:
+        raise BadRequest(f"the request body could not be read: {exc}") from None
+
+
 def _read_block(stream: BinaryIO, want: int) -> bytes:
     """Up to ``want`` bytes: short only at the end of the stream."""
-    first = stream.read(want)
+    first = read_body(stream, want)
     if len(first) == want or not first:
         return first
     parts = [first]
     got = len(first)
     while got < want:
-        data = stream.read(want - got)
+        data = read_body(stream, want - got)
         if not data:
             break
         parts.append(data)

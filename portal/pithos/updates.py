@@ -19,6 +19,7 @@ from ..extensions import db
 from . import containers, md5_jobs, objects
 from .access import check
 from .api import caller, settings, store
+from .content import read_body
 from .errors import BadRequest, RangeNotSatisfiable
 from .http_ranges import parse_content_range
 from .models import Container
@@ -85,7 +86,7 @@ def _update_source(found: Container, size: int) -> tuple[int, int, Iterator[byte
     if wanted is not None and length is not None and wanted != length:
         raise BadRequest(f"Content-Range covers {wanted} bytes, the body has {length}")
     if length is None:  # chunked: read it all (updates are block-sized)
-        body = request.stream.read(settings().max_object_bytes + 1)
+        body = read_body(request.stream, settings().max_object_bytes + 1)
         if wanted is not None and len(body) != wanted:
             raise BadRequest(f"Content-Range covers {wanted} bytes, the body has {len(body)}")
         return start, len(body), iter([body])
@@ -95,7 +96,7 @@ def _update_source(found: Container, size: int) -> tuple[int, int, Iterator[byte
 def _body_chunks(length: int) -> Iterator[bytes]:
     left = length
     while left:
-        chunk = request.stream.read(min(left, BLOCK_SIZE))
+        chunk = read_body(request.stream, min(left, BLOCK_SIZE))
         if not chunk:
             raise BadRequest(f"the body ended {left} bytes early")
         left -= len(chunk)

@@ -220,6 +220,37 @@ def test_hashmap_upload_flow(api: Api) -> None:
     assert got == {"block_size": B, "block_hash": "sha256", "bytes": len(body), "hashes": hashes}
 
 
+class BrokenBody(io.BytesIO):
+    """A chunked body whose client goes away: some bytes, then the error the server raises
+    (gunicorn: NoMoreData, an OSError)."""
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0 or size > len(self.getbuffer()) - self.tell():
+            raise OSError("No more data after: None")
+        return super().read(size)
+
+
+def test_a_body_that_breaks_off_is_400(api: Api) -> None:
+    api("PUT", "/c")
+    api("PUT", "/c/old", data=b"old")
+    chunked = {"Transfer-Encoding": "chunked", "Content-Type": "application/octet-stream"}
+    for method, path, more in [
+        ("PUT", "/c/o", {}),  # an object
+        ("POST", "/c?update", {}),  # Pithos' blocks
+        ("POST", "/c/old", {"Content-Range": "bytes */*"}),  # an append
+    ]:
+        r = api(
+            method,
+            path,
+            input_stream=BrokenBody(data(B + 10)),
+            headers={**chunked, **more},
+            environ_overrides={"wsgi.input_terminated": True},
+        )
+        assert r.status_code == 400 and "could not be read" in r.get_json()["badRequest"]["message"]
+    assert api("HEAD", "/c/o").status_code == 404
+    assert api("GET", "/c/old").data == b"old"
+
+
 @pytest.mark.parametrize(
     "hashmap",
     [
