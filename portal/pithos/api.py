@@ -149,9 +149,20 @@ def sharing_accounts() -> Response:
     user = caller()
     if user is None:
         raise Forbidden("a service has no accounts")
-    found = [str(a) for a in access.sharing_accounts(db.session, user)]
+    marker = request.args.get("marker", "")
+    found = [a for a in access.sharing_accounts(db.session, user) if str(a) > marker]
+    found = found[: limit_arg()]
     fmt = output_format()
-    return listing("accounts", "", [{"name": a} for a in found], found, fmt)
+    # kamaki's `sharer list` wants each account's last_modified (as Pithos gives it)
+    items = [] if fmt == "text" else [_sharer_item(user, a) for a in found]
+    return listing("accounts", "", items, [str(a) for a in found], fmt)
+
+
+def _sharer_item(user: uuid.UUID, owner: uuid.UUID) -> dict[str, Any]:
+    """An account that shares with ``user``, modified when what it shares last was."""
+    shared = access.shared_containers(db.session, user, owner)
+    mtime = max((containers.container_stats(db.session, c).mtime for c in shared), default=0.0)
+    return {"name": str(owner), "last_modified": conditions.iso_time(mtime)}
 
 
 # --- accounts -----------------------------------------------------------------------------------

@@ -417,6 +417,12 @@ def test_sharing_and_public(api: Api, bob: Api, client: FlaskClient) -> None:
     assert bob.client.get(
         "/object-store/v1", headers={"X-Auth-Token": bob.user["token"]}
     ).data.decode().split() == [acct]
+    as_bob = {"X-Auth-Token": bob.user["token"]}
+    sharers = bob.client.get("/object-store/v1?format=json", headers=as_bob).get_json()
+    # what kamaki's `sharer list` reads
+    assert [s["name"] for s in sharers] == [acct] and sharers[0]["last_modified"] > "2000"
+    after = bob.client.get(f"/object-store/v1?format=json&marker={acct}", headers=as_bob)
+    assert after.status_code == 200 and after.get_json() == []
     api("POST", "/c/shared", headers={"X-Object-Sharing": f"write={bob.user['uuid']}"})
     assert bob("PUT", "/c/shared", account=acct, data=b"bob was here").status_code == 201
     assert api("GET", "/c/shared").data == b"bob was here"
