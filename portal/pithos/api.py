@@ -442,9 +442,12 @@ def container_delete(account: str, container: str) -> Response:
     require_owner(owner)
     found = containers.get(db.session, owner, check_container(container))
     if "delimiter" in request.args:
+        # as in Pithos, only the contents go (kamaki's `container empty`; its `container
+        # delete -r` deletes the emptied container next)
         from .api_objects import delete_all
 
         delete_all(found)
+        return Response(status=204)
     containers.delete(db.session, found)
     db.session.commit()
     return Response(status=204)

@@ -83,6 +83,16 @@ def test_container_lifecycle(api: Api) -> None:
     assert api("HEAD", "/photos").status_code == 404
 
 
+def test_delete_with_a_delimiter_empties_the_container(api: Api) -> None:
+    """As in Pithos (kamaki's `container empty`): the objects go, the container stays."""
+    api("PUT", "/c")
+    for name in ("a", "d/b"):
+        api("PUT", f"/c/{name}", data=b"x")
+    assert api("DELETE", "/c?delimiter=/").status_code == 204
+    assert api("HEAD", "/c").headers["X-Container-Object-Count"] == "0"
+    assert api("DELETE", "/c").status_code == 204
+
+
 def test_put_get_etag_and_top_hash(api: Api) -> None:
     api("PUT", "/c")
     body = data(2 * B + 1)
