@@ -1,9 +1,11 @@
 """The portal, running under gunicorn in the testbed's services host (192.0.2.1:8080).
 
 ``start()`` writes its configuration under /var/lib/snf-testbed/portal (SQLite by default,
-or the database URL given), upgrades the schema, starts gunicorn detached inside the lan
-namespace and waits until it answers; ``stop()`` ends it.  Clients reach it only from inside
-the testbed (``cluster.lan().run(...)`` or ``.call(...)``).
+or the database URL given; the ``dir`` block store, or RADOS through the ceph.conf given),
+upgrades the schema, starts gunicorn detached inside the lan namespace and waits until it
+answers; ``stop()`` ends it.  Clients reach it only from inside the testbed
+(``cluster.lan().run(...)`` or ``.call(...)``); so does the ``snf-portal`` CLI, which may
+need the testbed's PostgreSQL or Ceph.
 """
 
 from __future__ import annotations
@@ -38,9 +40,12 @@ class Portal:
         return self.config_dir.parent / "outbox"
 
     def snf_portal(self, *argv: str, input: str | None = None) -> str:
-        """Run the snf-portal CLI against this portal's configuration; return stdout."""
-        env = {**os.environ, "SNF_CONFIG_DIR": str(self.config_dir)}
-        proc = subprocess.run([str(VENV_BIN / "snf-portal"), *argv], env=env, input=input,
+        """Run the snf-portal CLI against this portal's configuration (inside the lan
+        namespace, where its database and store are); return stdout."""
+        env = {**CLEAN_ENV, "SNF_CONFIG_DIR": str(self.config_dir)}
+        proc = subprocess.run([*lan().enter_argv(), "env", "-i",
+                               *(f"{k}={v}" for k, v in env.items()),
+                               str(VENV_BIN / "snf-portal"), *argv], input=input,
                               capture_output=True, text=True, timeout=120)  # fmt: skip
         if proc.returncode != 0:
             raise RuntimeError(f"snf-portal {' '.join(argv)}: {proc.stderr.strip()}")
@@ -59,17 +64,28 @@ def _probe(url: str, timeout: float) -> None:
             time.sleep(0.1)
 
 
-def start(database_url: str | None = None, base_url: str = BASE_URL, workers: int = 2) -> Portal:
+def start(
+    database_url: str | None = None,
+    base_url: str = BASE_URL,
+    workers: int = 2,
+    ceph_conf: Path | None = None,
+) -> Portal:
+    """Start the portal: on ``database_url`` (default: SQLite under the state directory) and
+    on the ``dir`` block store, or with ``ceph_conf`` on RADOS (the testbed Ceph's pools
+    ``blocks`` and ``maps``)."""
     stop()
     root = plan.STATE_DIR / "portal"
     etc = root / "etc"
     etc.mkdir(parents=True, exist_ok=True)
     url = database_url or f"sqlite:///{root / 'portal.db'}"
+    if ceph_conf is None:
+        store = f'[store]\npath = "{root / "store"}"\n'
+    else:
+        store = f'[store]\nbackend = "rados"\nceph_conf = "{ceph_conf}"\n'
     (etc / "snf.toml").write_text(
         f'[portal]\nbind = "{plan.SVC_ADDRESS}:{PORT}"\nbase_url = "{base_url}"\n'
         f'database_url = "{url}"\nsecret_key_file = "{root / "secret"}"\nworkers = {workers}\n'
-        f'[mail]\noutbox_dir = "{root / "outbox"}"\n'
-        f'[store]\npath = "{root / "store"}"\n'
+        f'[mail]\noutbox_dir = "{root / "outbox"}"\n' + store
     )
     env = {**CLEAN_ENV, "SNF_CONFIG_DIR": str(etc)}
     # Inside the lan namespace: the database may be the testbed's PostgreSQL.
