@@ -15,6 +15,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -400,15 +401,27 @@ def test_sharing_between_users(portal: Any, tmp_path: Path) -> None:
     mine("download", "c", "secret.bin", "-o", out)
     assert out.read_bytes() == secret
 
+    # a group of the owner's (X-Account-Group-*) in a sharing: owner:group
+    owner_kamaki("group", "create", "friends", "--uuid", other.uuid)
+    owner_kamaki("file", "modify", "/c/secret.bin", "--read-permission", f"{owner.uuid}:friends")
+    theirs("download", "c", "secret.bin", "-o", out)
+    assert out.read_bytes() == secret
+    owner_kamaki("group", "delete", "friends")
+    denied = theirs("download", "c", "secret.bin", "-o", out, check=False)
+    assert denied.returncode != 0 and "403" in denied.stderr
+
 
 # --- bad input over real HTTP ---------------------------------------------------------------
 
 
-def send_raw(head: str, body: bytes) -> str:
+def send_raw(head: str, body: bytes, *, wait: bool = True) -> str:
     """Send a request head and (part of) a body, close the sending side and return the
-    reply's status line (run inside the services host)."""
+    reply's status line; without ``wait``, close the connection at once and return ""
+    (run inside the services host)."""
     with socket.create_connection((plan.SVC_ADDRESS, tb_portal.PORT), timeout=60) as sock:
         sock.sendall(head.encode() + body)
+        if not wait:
+            return ""
         sock.shutdown(socket.SHUT_WR)
         reply = b""
         while chunk := sock.recv(1 << 16):
@@ -428,6 +441,18 @@ def put_chunked(url: str, token: str, parts: list[bytes]) -> int:
         return reply.status
     finally:
         conn.close()
+
+
+def access_log(wanted: str, timeout: float = 60) -> str:
+    """The portal's access-log line holding ``wanted``, once it is there."""
+    log = plan.STATE_DIR / "portal" / "portal.log"
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [line for line in log.read_text(errors="replace").splitlines() if wanted in line]
+        if found:
+            return found[-1]
+        assert time.monotonic() < deadline, f"no {wanted!r} in {log} after {timeout} s"
+        time.sleep(0.1)
 
 
 def test_bad_input_over_http(portal: Any, tmp_path: Path) -> None:
@@ -451,7 +476,11 @@ def test_bad_input_over_http(portal: Any, tmp_path: Path) -> None:
     cut = f"{2 * MIB:x}\r\n".encode() + os.urandom(MIB)
     status = lan().call(send_raw, head("cut", "Transfer-Encoding: chunked"), cut)
     assert status.split()[1] == "400", status
-    for name in ("short", "cut"):
+    # the client closes the connection without waiting: the access log shows the answer
+    lan().call(send_raw, head("gone", f"Content-Length: {10 * MIB}"), os.urandom(5 * MIB),
+               wait=False)  # fmt: skip
+    assert f'PUT {path}/gone HTTP/1.1" 400 ' in access_log(f"PUT {path}/gone ")
+    for name in ("short", "cut", "gone"):
         gone = swift("stat", "c", name, check=False)
         assert gone.returncode != 0 and "404" in gone.stderr, gone.stderr
     assert swift("list", "c").stdout == ""
