@@ -14,12 +14,13 @@ from snf.archipelago.hashing import ZERO_HASH
 
 from ..extensions import db
 from . import access, containers, md5_jobs, objects, updates
-from .accounting import room
+from .accounting import room as quota_room
 from .api import (
     apply_meta,
     bp,
     caller,
     is_service,
+    json_request,
     limit_arg,
     owner_of,
     resolve_member,
@@ -278,7 +279,7 @@ def _put(found: Container, name: str) -> Response:
     if length is not None and length > cfg.max_object_bytes:
         raise OverQuota(f"an object holds at most {cfg.max_object_bytes} bytes")
     if length:
-        room = _room(found, name)
+        room = quota_room(db.session, found.account, found)
         if room is not None and length > room:
             raise OverQuota(f"over quota: {length} bytes do not fit in the {room} left")
     db.session.commit()  # hold no transaction while the body streams in
@@ -312,10 +313,6 @@ def _put(found: Container, name: str) -> Response:
     return _created(version, objects.etag_of(db.session, found, version))
 
 
-def _room(found: Container, name: str) -> int | None:
-    return room(db.session, found.account, found)
-
-
 def _set_public_from_header(found: Container, name: str) -> None:
     raw = request.headers.get("X-Object-Public")
     if raw is None:
@@ -337,10 +334,7 @@ def _flag(raw: str, what: str) -> bool:
 def _put_hashmap(
     found: Container, name: str, meta: dict[str, str], sharing: dict[str, Any] | None
 ) -> Response:
-    try:
-        body = json.loads(request.get_data(cache=False) or b"null")
-    except ValueError:
-        raise BadRequest('the hashmap must be JSON: {"bytes": N, "hashes": [...]}') from None
+    body = json_request("the hashmap")
     if not isinstance(body, dict):
         raise BadRequest("the hashmap must be a JSON object with bytes and hashes")
     size, hashes = check_hashmap(body.get("bytes"), body.get("hashes"), settings().max_object_bytes)

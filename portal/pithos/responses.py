@@ -4,7 +4,7 @@ conditions, and listings in plain text, JSON or XML."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any
 from xml.etree import ElementTree
 
@@ -111,7 +111,7 @@ def serve(
         response.content_length = stop - start
         return response
     boundary = http_ranges.new_boundary()
-    parts = ((a, b, _chunks(store, body, a, b)) for a, b in ranges)
+    parts = ((a, b, body.read(store, a, b)) for a, b in ranges)
     response = Response(
         None
         if head
@@ -122,10 +122,6 @@ def serve(
     )
     response.content_length = http_ranges.multipart_length(ranges, size, content_type, boundary)
     return response
-
-
-def _chunks(store: Store, body: Content, start: int, stop: int) -> Iterator[bytes]:
-    yield from body.read(store, start, stop)
 
 
 def _stream(store: Store, body: Content, start: int, stop: int) -> Iterable[bytes]:

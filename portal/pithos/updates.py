@@ -18,7 +18,7 @@ from snf.archipelago.mapfile import blocks_for
 from ..extensions import db
 from . import containers, md5_jobs, objects
 from .access import check
-from .api import caller, settings, store
+from .api import caller, json_request, settings, store
 from .content import read_body
 from .errors import BadRequest, RangeNotSatisfiable
 from .http_ranges import parse_content_range
@@ -154,10 +154,7 @@ def put_slo(
     found: Container, name: str, meta: dict[str, str], ctype: str, user: uuid.UUID
 ) -> Response:
     """``PUT ?multipart-manifest=put``: a static large object from existing segments."""
-    try:
-        items = json.loads(request.get_data(cache=False) or b"null")
-    except ValueError:
-        raise BadRequest("the manifest must be a JSON list of segments") from None
+    items = json_request("the manifest")
     if not isinstance(items, list) or not 0 < len(items) <= MAX_SEGMENTS:
         raise BadRequest(f"the manifest must list 1 to {MAX_SEGMENTS} segments")
     manifest: list[dict[str, Any]] = []

@@ -509,3 +509,12 @@ def test_quota_is_charged_and_enforced(app: Flask, api: Api) -> None:
     assert usage()["usage"] == 1500
     api("POST", "/c", headers={"X-Container-Policy-Quota": "100"})
     assert api("PUT", "/c/small", data=data(10)).status_code == 413
+
+
+def test_hashmap_and_manifest_bodies_that_are_not_json_or_too_large(api: Api) -> None:
+    api("PUT", "/c")
+    assert api("PUT", "/c/f?hashmap", data=b"{not json").status_code == 400
+    huge = b'{"bytes": 1, "hashes": ["' + b"a" * (9 << 20) + b'"]}'
+    assert api("PUT", "/c/f?hashmap", data=huge).status_code == 400
+    assert api("PUT", "/c/s?multipart-manifest=put", data=b"[").status_code == 400
+    assert api("HEAD", "/c/f").status_code == 404 and api("HEAD", "/c/s").status_code == 404
