@@ -29,6 +29,7 @@ import pytest
 from tests.conftest import require
 from tests.testbed import plan
 from tests.testbed import portal as tb_portal
+from tests.testbed import postgres as tb_postgres
 from tests.testbed.cluster import lan
 
 SWIFT = Path(sys.executable).parent / "swift"
@@ -102,8 +103,6 @@ def md5(data: bytes) -> str:
 # --- the portal on each database and block store ------------------------------------------
 
 
-#: The session's own portal last: pytest keeps a module's last parameter until the module
-#: ends, so the tests without one, which run after, find the session's portal running.
 DEPLOYMENTS = ["sqlite-rados", "postgres-dir", "postgres-rados", "sqlite-dir"]
 
 
@@ -114,22 +113,24 @@ class Deployment:
     ceph: Any | None
 
 
-@pytest.fixture(scope="module", params=DEPLOYMENTS)
+@pytest.fixture(params=DEPLOYMENTS)
 def deployment(request: pytest.FixtureRequest, portal: Any) -> Iterator[Deployment]:
     """The portal on one database and block store.  The session's portal is on SQLite and
-    the dir store; the others are started here, and the session's again afterwards (its
-    database and store are where they were)."""
+    the dir store; the others are started here (PostgreSQL from an empty schema: other tests
+    share that database), and the session's again right after the test, whatever happened,
+    so that later tests find it as they expect."""
     db, backend = request.param.split("-")
     if request.param == "sqlite-dir":
         yield Deployment(portal, None)
         return
     if db == "postgres":
         url = request.getfixturevalue("postgres")
+        tb_postgres.empty_schema(url)
     else:
         url = f"sqlite:///{plan.STATE_DIR / 'portal' / f'portal-{backend}.db'}"
     ceph = request.getfixturevalue("ceph") if backend == "rados" else None
-    started = tb_portal.start(url, ceph_conf=None if ceph is None else ceph.conf)
     try:
+        started = tb_portal.start(url, ceph_conf=None if ceph is None else ceph.conf)
         yield Deployment(started, ceph)
     finally:
         tb_portal.start()

@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import create_engine, inspect
 
 from snf.common.db import Base
 from snf.portal import migrate
 from snf.portal.models import load_all
+from tests.testbed.postgres import empty_schema
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -22,18 +23,9 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield f"sqlite:///{tmp_path / 'm.db'}"
         return
     pg_url = request.getfixturevalue("postgres")
-    _empty(pg_url)  # other tests share this database
+    empty_schema(pg_url)  # other tests share this database
     yield pg_url
-    _empty(pg_url)
-
-
-def _empty(pg_url: str) -> None:
-    from tests.testbed.postgres import create_engine as pg_engine
-
-    engine = pg_engine(pg_url)
-    with engine.begin() as conn:
-        conn.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
-    engine.dispose()
+    empty_schema(pg_url)
 
 
 def _engine(url: str):  # type: ignore[no-untyped-def]

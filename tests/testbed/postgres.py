@@ -182,6 +182,18 @@ def create_engine(url: str, **kwargs: Any) -> Engine:
     return sqlalchemy.create_engine(url, creator=connect, **kwargs)
 
 
+def empty_schema(url: str) -> None:
+    """Drop every table of the database (tests share it: each starts from nothing)."""
+    import sqlalchemy
+
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sqlalchemy.text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+    finally:
+        engine.dispose()
+
+
 # --- helpers ----------------------------------------------------------------------------------
 
 
