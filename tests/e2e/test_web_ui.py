@@ -68,12 +68,23 @@ def _submit(driver: Any, button: Any) -> None:
     """Click a form's button and wait until the browser has left the page: a following
     ``get`` must not race the form's own navigation."""
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
 
     page = driver.find_element(By.TAG_NAME, "html")
     button.click()
-    WebDriverWait(driver, 30).until(expected_conditions.staleness_of(page))
+    WebDriverWait(driver, 30).until(lambda d: _left(page))
+
+
+def _left(page: Any) -> bool:
+    """True once ``page``'s element is gone.  While the browser swaps documents, chromedriver
+    may answer "node does not belong to the document" rather than "stale element": gone too."""
+    from selenium.common.exceptions import WebDriverException
+
+    try:
+        page.is_enabled()
+    except WebDriverException:
+        return True
+    return False
 
 
 def _text(driver: Any, element_id: str) -> str:
