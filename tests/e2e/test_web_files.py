@@ -124,7 +124,11 @@ def test_file_browser(browser: Any, portal: Any, tmp_path: Path) -> None:
     _fill(browser, **{"container-name": "e2e-files"})
     browser.find_element(By.ID, "create-container").click()
     _status(browser, "Container e2e-files is ready")
-    assert browser.find_element(By.ID, "container").get_attribute("value") == "e2e-files"
+    _until(  # the list of containers is reloaded after the status line changes
+        browser,
+        "the new container selected",
+        lambda d: d.find_element(By.ID, "container").get_attribute("value") == "e2e-files",
+    )
     _fill(browser, **{"folder-name": "docs"})
     browser.find_element(By.ID, "open-folder").click()
     _until(browser, "the folder", lambda d: d.find_element(By.ID, "path").text == "e2e-files/docs")

@@ -304,9 +304,9 @@
     }
     await api("PUT", containerUrl(name));
     $("container-name").value = "";
-    status("Container " + name + " is ready.");
     closeShare();
     await loadContainers(name);
+    status("Container " + name + " is ready.");
   }
 
   async function newFolder() {
