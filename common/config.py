@@ -219,11 +219,28 @@ class HooksConfig:
 class ImageConfig:
     """[image]: the snf-image OS provider.
 
-    mode "helper" customizes a new disk inside a small helper VM, so the image's filesystems
-    are never mounted on the node; "direct" customizes it from the node itself.
+    mode "helper" customizes a new disk inside a small throw-away VM, so the image's
+    filesystems are never mounted on the node; "direct" mounts them on the node (trusted
+    images only). The helper VM runs QEMU with accelerator helper_accel ("kvm" on real
+    hardware; "tcg", plain emulation, works everywhere, also inside a VM) and
+    helper_memory_mib of memory; it boots helper_kernel (unset: the newest /boot/vmlinuz-*)
+    with an initramfs built from the node's own tools and helper_python, cached in
+    helper_cache_dir. A helper step that takes longer than helper_timeout seconds fails.
+    Images named pithos://<account>/<container>/<path> are read from the portal at
+    portal_url with the service token in service_token_file (readable by root only);
+    qcow2 images that are not local files are first downloaded into work_dir.
     """
 
     mode: Literal["helper", "direct"] = "helper"
+    helper_accel: Literal["tcg", "kvm"] = "tcg"
+    helper_memory_mib: int = 256
+    helper_kernel: Path | None = None
+    helper_python: Path = Path("/usr/bin/python3")
+    helper_cache_dir: Path = Path("/var/cache/snf/image-helper")
+    helper_timeout: int = 900
+    portal_url: str = "http://127.0.0.1:8080"
+    service_token_file: Path = Path("/etc/snf/service-token")
+    work_dir: Path = Path("/var/tmp")
 
 
 @dataclass(frozen=True)
