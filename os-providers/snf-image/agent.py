@@ -150,6 +150,11 @@ def decode(value: Any) -> Any:
     return value
 
 
+#: What a malformed request raises: bad JSON or base64, a missing, extra or mistyped argument
+#: (a path that is not a string), a mode or id out of range, nesting too deep for the parser.
+BAD_REQUEST = (ValueError, KeyError, TypeError, AttributeError, OverflowError, RecursionError)
+
+
 def handle(worker: Worker, line: bytes) -> dict[str, Any]:
     """One request line -> one answer (errors included, never raised)."""
     try:
@@ -164,7 +169,7 @@ def handle(worker: Worker, line: bytes) -> dict[str, Any]:
     except OSError as exc:
         where = f" ({exc.filename})" if exc.filename else ""
         return {"ok": False, "error": f"{exc.strerror or exc}{where}"}
-    except (ValueError, KeyError, TypeError) as exc:
+    except BAD_REQUEST as exc:
         return {"ok": False, "error": f"bad request: {type(exc).__name__}: {exc}"}
 
 

@@ -16,6 +16,7 @@ else (see ``agent.py``).
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
 import stat
@@ -88,7 +89,7 @@ class SafeRoot:
                     todo[:0] = [p for p in target.split("/") if p not in ("", ".")]
                     continue
                 if not stat.S_ISDIR(st.st_mode):
-                    raise NotADirectoryError(name)
+                    raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), name)
                 stack.append(os.open(name, _DIR_FLAGS, dir_fd=stack[-1]))
             return stack.pop()
         finally:
@@ -103,7 +104,7 @@ class SafeRoot:
     def _final(self, path: str) -> tuple[int, str]:
         """The directory and the name of ``path`` after following every link in the root."""
         parts = _parts(path)
-        for _ in range(MAX_LINKS):
+        for _ in range(MAX_LINKS + 1):  # MAX_LINKS links, then the name itself
             name = _name(parts, path)
             dfd = self._walk(parts[:-1])
             try:
@@ -169,10 +170,13 @@ class SafeRoot:
                 raise RootError(f"{path} is not a regular file")
             if st.st_size > limit:
                 raise RootError(f"{path} is larger than {limit} bytes")
-            chunks = []
-            while data := os.read(fd, 1 << 16):
+            chunks, left = [], limit + 1  # the size may lie (a file that grows): read no more
+            while left > 0 and (data := os.read(fd, min(left, 1 << 16))):
                 chunks.append(data)
-            return b"".join(chunks)[: limit + 1]
+                left -= len(data)
+            if left <= 0:
+                raise RootError(f"{path} is larger than {limit} bytes")
+            return b"".join(chunks)
         finally:
             os.close(fd)
 
