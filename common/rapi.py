@@ -452,6 +452,13 @@ class RapiClient:
             raise InvalidInput("modify_instance needs parameters other than instance_name")
         return self._job_id("PUT", _instance(name, "modify"), None, params)
 
+    def rename_instance(
+        self, name: str, new_name: str, *, name_check: bool = True, ip_check: bool = True
+    ) -> int:
+        """Submit ``OP_INSTANCE_RENAME`` (the instance must be stopped)."""
+        body = {"new_name": new_name, "name_check": name_check, "ip_check": ip_check}
+        return self._job_id("PUT", _instance(name, "rename"), None, body)
+
     def instance_tags(self, name: str) -> list[str]:
         """The instance's tags."""
         return self._typed(_instance(name, "tags"), list, of=str)

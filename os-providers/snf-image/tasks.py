@@ -105,6 +105,8 @@ def change_password(guest: Guest, ctx: Context) -> None:
             if p.passwd_hash is not None
             else accounts.sha512_crypt(p.passwd or "")
         )
+        if guest.is_link("/etc/shadow"):
+            raise InvalidInput("refusing to write /etc/shadow: it is a symbolic link in the image")
         shadow = guest.text("/etc/shadow")
         if shadow is None:
             raise InvalidInput("the image has no /etc/shadow: cannot set a password")

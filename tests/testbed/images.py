@@ -9,10 +9,12 @@ booted copy shows what customization did.  ``build_disk`` puts it into an ext4 (
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from snf.image import partitions
@@ -47,8 +49,9 @@ FILES = {
 }
 
 
-def build_root(dest: Path) -> Path:
-    """A minimal Linux root in ``dest``."""
+def build_root(dest: Path, payload: int = 0) -> Path:
+    """A minimal Linux root in ``dest``, with ``payload`` bytes of random data in a file
+    (the bulk of a real image: customization must leave it alone)."""
     for d in ("bin", "sbin", "proc", "dev", "sys", "tmp", "root", "home/user", "var/lib/dbus"):
         (dest / d).mkdir(parents=True, exist_ok=True)
     shutil.copy2(BUSYBOX, dest / "bin" / "busybox")
@@ -61,6 +64,11 @@ def build_root(dest: Path) -> Path:
     (dest / "etc" / "shadow").chmod(0o640)
     os.chown(dest / "home" / "user", 1000, 1000)
     (dest / "var" / "lib" / "dbus" / "machine-id").symlink_to("/etc/machine-id")
+    if payload:
+        (dest / "usr" / "share").mkdir(parents=True, exist_ok=True)
+        with open(dest / "usr" / "share" / "payload.bin", "wb") as f:
+            for left in range(payload, 0, -MiB):
+                f.write(os.urandom(min(left, MiB)))
     return dest
 
 
@@ -106,7 +114,7 @@ def build_disk(
             _write_at(path, w.offset, w.data)
     if fs == "ext4":
         subprocess.run(
-            ["mkfs.ext4", "-q", "-F", "-d", str(root), "-E", f"offset={start}",
+            ["mkfs.ext4", "-q", "-F", "-b", "4096", "-d", str(root), "-E", f"offset={start}",
              str(path), f"{fs_size // 1024}k"],
             check=True,
         )  # fmt: skip
@@ -120,3 +128,34 @@ def build_disk(
         head = f.read(partitions.HEAD_BYTES)
     (part,) = partitions.read_table(head, size).partitions
     return part
+
+
+def fs_partition(disk: Path) -> tuple[partitions.Partition, str]:
+    """The disk's last partition and its filesystem type (ext4 or xfs)."""
+    size = disk.stat().st_size if disk.is_file() else int(
+        subprocess.run(["blockdev", "--getsize64", str(disk)], capture_output=True,
+                       text=True, check=True).stdout
+    )  # fmt: skip
+    with open(disk, "rb") as f:
+        head = f.read(partitions.HEAD_BYTES)
+        part = max(partitions.read_table(head, size).partitions, key=lambda p: p.end)
+        f.seek(part.start)
+        magic = f.read(4)
+    return part, "xfs" if magic == b"XFSB" else "ext4"
+
+
+@contextlib.contextmanager
+def mounted(disk: Path) -> Iterator[Path]:
+    """The disk's last partition mounted read-only (our own test images: trusted)."""
+    part, fs = fs_partition(disk)
+    options = "ro,norecovery,nouuid" if fs == "xfs" else "ro,noload"
+    with tempfile.TemporaryDirectory() as mnt:
+        subprocess.run(
+            ["mount", "-t", fs, "-o", f"{options},loop,offset={part.start},sizelimit={part.size}",
+             str(disk), mnt],
+            check=True,
+        )  # fmt: skip
+        try:
+            yield Path(mnt)
+        finally:
+            subprocess.run(["umount", mnt], check=True)
