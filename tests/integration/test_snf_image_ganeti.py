@@ -77,13 +77,21 @@ def add(
     template: str = "file",
     params: dict[str, str] | None = None,
     secret: dict[str, str] | None = None,
+    hypervisor: str | None = None,
+    memory: int = 64,
+    start: bool = True,
     check: bool = True,
 ) -> subprocess.CompletedProcess[str]:
     argv = ["gnt-instance", "add", "-t", template, "--disk", disk, "-o", OS,
             "-O", osparams({"img_id": img_id, "img_format": "diskdump", **(params or {})}),
-            "-n", c.info.master, "--no-name-check", "--no-ip-check", "-B", "memory=64"]  # fmt: skip
+            "-n", c.info.master, "--no-name-check", "--no-ip-check",
+            "-B", f"memory={memory}"]  # fmt: skip
     if secret:
         argv += ["--os-parameters-secret", osparams(secret)]
+    if hypervisor:
+        argv += ["-H", hypervisor]
+    if not start:
+        argv += ["--no-start"]
     return c.gnt(*argv, name, check=check, timeout=600)
 
 
