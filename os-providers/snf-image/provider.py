@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Callable, Mapping
 
 from snf.common.config import Config, load_config
@@ -46,9 +47,11 @@ def create(environ: Mapping[str, str], config: Config) -> None:
     params = params_from_env(environ)
     check_params(params)
     disk, disk_uuid = _disk(env, "create")
+    started = time.monotonic()
     say(f"deploying {params.source.kind} {params.source.value} onto {disk} for {env.instance_name}")
     deploy(disk, disk_uuid, params, config, say)
     customize(disk, Context(params, env, say), config.image)
+    say(f"{env.instance_name} ready in {time.monotonic() - started:.1f} s")
 
 
 def verify(environ: Mapping[str, str], config: Config) -> None:

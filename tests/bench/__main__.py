@@ -9,7 +9,14 @@ from __future__ import annotations
 import argparse
 import logging
 
-from . import bench_archipelago, bench_commissions, bench_pithos, bench_portal, bench_testbed
+from . import (
+    bench_archipelago,
+    bench_commissions,
+    bench_image,
+    bench_pithos,
+    bench_portal,
+    bench_testbed,
+)
 
 BENCHMARKS = {
     "testbed": bench_testbed.run,
@@ -17,6 +24,7 @@ BENCHMARKS = {
     "portal": bench_portal.run,
     "commissions": bench_commissions.run,
     "pithos": bench_pithos.run,
+    "image": bench_image.run,
 }
 
 
