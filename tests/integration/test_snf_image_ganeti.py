@@ -9,9 +9,12 @@ import io
 import json
 import os
 import subprocess
+import urllib.request
+import uuid
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -368,3 +371,51 @@ def test_export_import_and_rename(c: Cluster, image_dir: Path) -> None:
         for n in (name, renamed, imported):
             remove(c, n)
         c.gnt("gnt-backup", "remove", renamed, check=False)
+
+
+def _upload(url: str, token: str, path: str) -> int:
+    with open(path, "rb") as f:
+        size = str(os.fstat(f.fileno()).st_size)
+        headers = {"X-Auth-Token": token, "Content-Length": size}
+        request = urllib.request.Request(url, data=f, method="PUT", headers=headers)
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return response.status
+
+
+def test_a_pithos_image_is_read_from_the_portal_with_the_node_token(
+    c: Cluster, image_dir: Path, portal: Any
+) -> None:
+    set_mode(c, "direct")
+    email = f"img-{uuid.uuid4().hex[:8]}@example.test"
+    account = portal.snf_portal("user", "add", email, "--name", "Images", "--active").strip()
+    token = portal.snf_portal("token", "issue", email).strip()
+    base = f"{portal.base_url}/object-store/v1/{account}"
+    assert lan().call(_upload, f"{base}/images", token, "/dev/null") in (201, 202)
+    obj = "images/linux%20image.raw"
+    assert lan().call(_upload, f"{base}/{obj}", token, str(image_dir / "linux-ext4.raw")) == 201
+    service = portal.snf_portal("service", "add", f"node-{uuid.uuid4().hex[:6]}").strip()
+    for node in c.plan.nodes:
+        etc = node.state_dir / "etc-snf"
+        (etc / "service-token").write_text(service + "\n")
+        (etc / "service-token").chmod(0o600)
+        (etc / "conf.d" / "image.toml").write_text(
+            '[image]\nmode = "direct"\n'
+            f'portal_url = "{portal.base_url}"\nservice_token_file = "/etc/snf/service-token"\n'
+        )
+    name = "vm-pithos.snf.test"
+    try:
+        add(c, name, f"pithos://{account}/images/linux image.raw")
+        assert "copied 64 of 64 MiB (100%)" in os_log(c, name)
+        with images.mounted(file_disk(c, name)) as root:
+            assert (root / "etc/hostname").read_text() == name + "\n"
+        remove(c, name)
+        # A token the portal does not know: a clean failure naming the answer.
+        for node in c.plan.nodes:
+            (node.state_dir / "etc-snf" / "service-token").write_text("not-a-token\n")
+        done = add(c, name, f"pithos://{account}/images/linux image.raw", check=False)
+        assert done.returncode != 0
+        assert "cannot read the image: 401" in os_log(c, name)
+    finally:
+        remove(c, name)
+        for node in c.plan.nodes:
+            (node.state_dir / "etc-snf" / "service-token").unlink(missing_ok=True)
