@@ -1,17 +1,18 @@
 """A tiny guest for boot tests: Debian's kernel plus a busybox initramfs that says hello.
 
-The initramfs (newc cpio, written here without external tools) mounts devtmpfs and prints
-``snf-testbed-guest: up <uptime>`` on the first serial port every 0.2 s, so a reader that
-connects after boot still sees it.
+The initramfs (newc cpio, written by ``snf.image.cpio`` without external tools) mounts
+devtmpfs and prints ``snf-testbed-guest: up <uptime>`` on the first serial port every
+0.2 s, so a reader that connects after boot still sees it.
 """
 
 from __future__ import annotations
 
 import os
 import socket
-import stat
 import time
 from pathlib import Path
+
+from snf.image.cpio import Cpio
 
 BUSYBOX = Path("/bin/busybox")
 HELLO = b"snf-testbed-guest: up"
@@ -27,25 +28,17 @@ done
 """
 
 
-def _entry(name: str, mode: int, data: bytes = b"", rdev: tuple[int, int] = (0, 0)) -> bytes:
-    fields = [0, mode, 0, 0, 1, 0, len(data), 0, 0, rdev[0], rdev[1], len(name) + 1, 0]
-    header = b"070701" + b"".join(b"%08X" % f for f in fields)
-    out = header + name.encode() + b"\0"
-    out += b"\0" * (-len(out) % 4)
-    out += data + b"\0" * (-len(data) % 4)
-    return out
-
-
 def initramfs_bytes() -> bytes:
     """The initramfs as an uncompressed newc cpio archive."""
     if not BUSYBOX.exists():
         raise FileNotFoundError(f"{BUSYBOX} is missing: install busybox-static")
-    parts = [_entry(d, stat.S_IFDIR | 0o755) for d in ("bin", "dev", "proc", "sys")]
-    parts.append(_entry("dev/console", stat.S_IFCHR | 0o600, rdev=(5, 1)))
-    parts.append(_entry("bin/busybox", stat.S_IFREG | 0o755, BUSYBOX.read_bytes()))
-    parts.append(_entry("init", stat.S_IFREG | 0o755, INIT))
-    parts.append(_entry("TRAILER!!!", 0))
-    return b"".join(parts)
+    archive = Cpio()
+    for d in ("bin", "dev", "proc", "sys"):
+        archive.directory(d)
+    archive.device("dev/console", 5, 1)
+    archive.file("bin/busybox", BUSYBOX.read_bytes(), 0o755)
+    archive.file("init", INIT, 0o755)
+    return archive.bytes()
 
 
 def write_initramfs(path: Path) -> Path:
