@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -120,13 +121,22 @@ def _token(config: Config) -> str:
         ) from None
 
 
+def _ascii_url(url: str) -> str:
+    """``url`` with non-ASCII characters after the host percent-encoded as UTF-8, as a browser
+    sends them (``http.client`` refuses a request line that is not ASCII)."""
+    split = urllib.parse.urlsplit(url)
+    host_end = len(split.scheme) + len("://") + len(split.netloc)
+    rest = re.sub(r"[^\x00-\x7f]+", lambda m: urllib.parse.quote(m.group()), url[host_end:])
+    return url[:host_end] + rest
+
+
 def open_source(source: Source, config: Config) -> Stream:
     if source.kind == "map":
         return _map_stream(config, source.value)
     if source.kind == "local":
         return _file_stream(source.value)
     if source.kind == "url":
-        return _http_stream(source.value, None)
+        return _http_stream(_ascii_url(source.value), None)
     quoted = "/".join(
         [
             urllib.parse.quote(source.account or "", safe=""),
@@ -224,7 +234,8 @@ def deploy(
 ) -> None:
     """Make ``disk`` hold the image's bytes (before customization)."""
     source = params.source
-    if source.kind == "map" and disk_uuid is not None:
+    # a clone holds the map's bytes as they are: the disk only if the image is a raw disk
+    if source.kind == "map" and params.format == "diskdump" and disk_uuid is not None:
         store = open_store(config.store)
         try:
             clone = volumes.is_clone_of(store, disk_uuid, source.value)
