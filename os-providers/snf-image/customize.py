@@ -194,15 +194,16 @@ def customize(disk: str, ctx: Context, config: ImageConfig) -> None:
     size = disk_size(disk)
     head = pread(disk, 0, min(partitions.HEAD_BYTES, size))
     table = partitions.read_table(head, size)
-    grown = None
+    if not table.partitions:
+        raise InvalidInput("the image's partition table lists no partition")
+    writes: list[partitions.Write] = []
     if not p.excluded("FIXPARTITIONTABLE"):
         table, writes = partitions.grow_last(table, head, size)
-        if writes:
-            apply_writes(disk, writes)
-            last = max(table.partitions, key=lambda q: q.end)
-            grown = last.number
-            ctx.say(f"partition {last.number} grown to {last.size >> 20} MiB")
-    root = find_root(disk, table, p.root_partition, grown)
+    last = max(table.partitions, key=lambda q: q.end)
+    root = find_root(disk, table, p.root_partition, last.number if writes else None)
+    if writes:  # only once the root is known to be there: a refusal changes nothing
+        apply_writes(disk, writes)
+        ctx.say(f"partition {last.number} grown to {last.size >> 20} MiB")
     resize = root.grown and not p.excluded("FILESYSTEMRESIZE")
     number = root.partition.number
     ctx.say(f"root filesystem: partition {number} ({root.fstype}), {config.mode} mode")

@@ -25,7 +25,9 @@ from .tasks import Context
 
 
 def say(message: str) -> None:
-    print(f"snf-image: {message}", file=sys.stderr, flush=True)
+    """One line in Ganeti's OS log (a multi-line message from a tool is joined)."""
+    line = " / ".join(part.strip() for part in message.splitlines() if part.strip())
+    print(f"snf-image: {line}", file=sys.stderr, flush=True)
 
 
 def check_params(params: ImageParams) -> None:
