@@ -252,9 +252,38 @@ class NetworkConfig:
 
 @dataclass(frozen=True)
 class NfdhcpdConfig:
-    """[nfdhcpd]: the DHCP/DHCPv6/RA responder. It reads NIC bindings from bindings_dir."""
+    """[nfdhcpd]: the DHCP/DHCPv6/RA/NS responder.
+
+    It reads one binding per NIC from bindings_dir (written by the NIC setup) and answers
+    the packets iptables queues to it: DHCP on dhcp_queue, router and neighbour
+    solicitations on rs_queue and ns_queue, DHCPv6 on dhcpv6_queue (0: that protocol is
+    not answered). DHCP leases last lease_time seconds, renewed after renewal_time; the
+    server address is server_ip, or, when empty, each network's gateway. Clients get
+    nameservers and domain (empty: the part of the host name after its first dot) over
+    DHCP, nameservers6 and domains6 in RAs and DHCPv6 replies; ipv6_mode "slaac+dhcpv6"
+    sets the RA's O flag, "slaac" does not. RAs are also sent every ra_period seconds.
+    Each NIC gets at most rate answers per second (bursts of burst). Once its queues are
+    bound the daemon runs as user (empty: stays root); its pid is in pidfile.
+    """
 
     bindings_dir: Path = Path("/var/lib/snf/nfdhcpd")
+    dhcp_queue: int = 42
+    rs_queue: int = 43
+    ns_queue: int = 44
+    dhcpv6_queue: int = 45
+    lease_time: int = 604800
+    renewal_time: int = 600
+    server_ip: str = ""
+    nameservers: list[str] = field(default_factory=list)
+    domain: str = ""
+    nameservers6: list[str] = field(default_factory=list)
+    domains6: list[str] = field(default_factory=list)
+    ipv6_mode: Literal["slaac", "slaac+dhcpv6"] = "slaac+dhcpv6"
+    ra_period: int = 300
+    rate: float = 10.0
+    burst: int = 20
+    user: str = "nobody"
+    pidfile: Path = Path("/run/snf/nfdhcpd.pid")
 
 
 @dataclass(frozen=True)
