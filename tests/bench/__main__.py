@@ -13,6 +13,7 @@ from . import (
     bench_archipelago,
     bench_commissions,
     bench_image,
+    bench_nfdhcpd,
     bench_pithos,
     bench_portal,
     bench_testbed,
@@ -25,6 +26,7 @@ BENCHMARKS = {
     "commissions": bench_commissions.run,
     "pithos": bench_pithos.run,
     "image": bench_image.run,
+    "nfdhcpd": bench_nfdhcpd.run,
 }
 
 
