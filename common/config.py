@@ -245,9 +245,14 @@ class ImageConfig:
 
 @dataclass(frozen=True)
 class NetworkConfig:
-    """[network]: the NIC scripts. With dry_run = true they print their commands only."""
+    """[network]: the NIC scripts.
+
+    With dry_run = true they print their commands only. What each NIC's setup did is kept
+    in state_dir (one file per tap) for its teardown.
+    """
 
     dry_run: bool = False
+    state_dir: Path = Path("/var/lib/snf/network")
 
 
 @dataclass(frozen=True)

@@ -173,8 +173,13 @@ def setup(
 
 
 def _new_chain(tool: str, chain: str) -> list[Action]:
-    """Create or empty a chain: -N may fail when it exists, -F may not."""
-    return [_try(tool, "-N", chain), _run(tool, "-F", chain)]
+    """Create or empty a chain: -N may fail when it exists, -F may not.
+
+    An ebtables-nft user chain's policy is ACCEPT unless set (whatever ``-L`` shows): a
+    frame no rule of ours drops would be accepted there and skip every later rule of the
+    calling chain (another tap's filters). So ebtables chains get ``-P RETURN``."""
+    policy = [_run(tool, "-P", chain, "RETURN")] if tool == "ebtables" else []
+    return [_try(tool, "-N", chain), *policy, _run(tool, "-F", chain)]
 
 
 def _bridge_filters(nic: Nic) -> list[Action]:

@@ -81,6 +81,7 @@ def after_teardown(env, **kwargs):
 
 EB_FROM = """\
 ebtables -N SNF-FROM-tap0 || true
+ebtables -P SNF-FROM-tap0 RETURN
 ebtables -F SNF-FROM-tap0
 ebtables -A SNF-FROM-tap0 -s '!' aa:00:00:4a:2b:3c -j DROP
 ebtables -A SNF-FROM-tap0 -p 802_1Q -j DROP
@@ -105,6 +106,7 @@ def test_bridged_with_mtu_and_without_ip():
     env = {k: v for k, v in BRIDGED.items() if k != "IP"}
     assert after_teardown(env, mtu=9000) == dedent("""\
         ebtables -N SNF-FROM-tap0 || true
+        ebtables -P SNF-FROM-tap0 RETURN
         ebtables -F SNF-FROM-tap0
         ebtables -A SNF-FROM-tap0 -s '!' aa:00:00:4a:2b:3c -j DROP
         ebtables -A SNF-FROM-tap0 -p 802_1Q -j DROP
@@ -142,6 +144,7 @@ def test_bridged_ipv6_firewall_nfdhcpd_golden():
 def test_private_filtered_golden():
     assert after_teardown(PRIVATE) == EB_FROM.format(ip="10.0.0.5") + dedent("""\
         ebtables -N SNF-TO-tap0 || true
+        ebtables -P SNF-TO-tap0 RETURN
         ebtables -F SNF-TO-tap0
         ebtables -A SNF-TO-tap0 -s '!' aa:00:00:00:00:00/ff:ff:ff:00:00:00 -j DROP
         ebtables -I FORWARD -i tap0 -j SNF-FROM-tap0
@@ -266,7 +269,7 @@ def _undo(action, tap):
             return (tool, "-X", chain)
         if op in ("-A", "-I"):
             return (tool, "-D", chain, *rule)
-        assert op == "-F"
+        assert op in ("-F", "-P")  # emptied or given a policy: the chain's -X undoes both
         return None
     if argv[:4] == ("ip", "link", "set", "dev"):
         return (*argv[:5], "nomaster") if argv[5] == "master" else None  # else the tap's own

@@ -1,0 +1,157 @@
+"""The NIC setup script for real, in network namespaces the test creates: "VMs" are
+namespaces behind veth "taps" on one bridge; the script runs with Ganeti's environment.
+Private networks sharing the bridge are isolated by MAC prefix, spoofed MACs and IPs are
+dropped, and teardown leaves no rule behind."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import require
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPTS = REPO / "kvm-ifup" / "ganeti"
+
+
+def run(*argv: str, check: bool = True, env: dict[str, str] | None = None):
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=check, env=env)
+
+
+@dataclass
+class Net:
+    host: str
+    folder: Path
+    vms: dict[str, str]  # name -> namespace
+
+    def script(self, name: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        """Run one of the Ganeti-facing scripts in the host namespace, as Ganeti would."""
+        full = {"PATH": "/sbin:/bin:/usr/sbin:/usr/bin", "SNF_CONFIG_DIR": str(self.folder)}
+        return run("ip", "netns", "exec", self.host, sys.executable, str(SCRIPTS / name),
+                   env={**full, **env}, check=False)  # fmt: skip
+
+    def rules(self) -> str:
+        out = [run("ip", "netns", "exec", self.host, tool, check=False).stdout
+               for tool in ("ebtables-save", "iptables-save", "ip6tables-save")]  # fmt: skip
+        out.append(run("ip", "-n", self.host, "rule").stdout)
+        # Rules and chains only: the (empty) tables our tools create stay, as they would anyway.
+        return "\n".join(line for text in out for line in text.splitlines()
+                         if line.startswith(("-A", ":SNF")) or "lookup" in line)  # fmt: skip
+
+    def ping(self, vm: str, address: str) -> bool:
+        ns = self.vms[vm]
+        return run("ip", "netns", "exec", ns, "busybox", "ping", "-c", "1", "-W", "1", address,
+                   check=False).returncode == 0  # fmt: skip
+
+
+VMS = {  # name: (MAC, IP, network tags, MAC prefix)
+    "a1": ("aa:00:01:00:00:01", "10.88.0.1", "private-filtered nfdhcpd", "aa:00:01"),
+    "a2": ("aa:00:01:00:00:02", "10.88.0.2", "private-filtered nfdhcpd", "aa:00:01"),
+    "b1": ("aa:00:02:00:00:01", "10.88.0.3", "private-filtered nfdhcpd", "aa:00:02"),
+}
+
+
+def nic_env(name: str) -> dict[str, str]:
+    mac, ip, tags, prefix = VMS[name]
+    return {
+        "INSTANCE": f"{name}.example.test", "INTERFACE": f"tap-{name}", "MAC": mac,
+        "MODE": "bridged", "LINK": "br0", "BRIDGE": "br0", "IP": ip, "INTERFACE_INDEX": "0",
+        "TAGS": "", "NETWORK_NAME": f"net-{prefix[-2:]}", "NETWORK_TAGS": tags,
+        "NETWORK_SUBNET": "10.88.0.0/24", "NETWORK_MAC_PREFIX": prefix,
+    }  # fmt: skip
+
+
+@pytest.fixture
+def net() -> Iterator[Net]:
+    require(os.geteuid() == 0, "network namespaces need root")
+    require(shutil.which("ebtables") is not None, "ebtables is missing")
+    suffix = secrets.token_hex(3)
+    host = f"snfnic-h{suffix}"
+    vms = {name: f"snfnic-{name}{suffix}" for name in VMS}
+    folder = Path(tempfile.mkdtemp(prefix="snf-nic-", dir="/var/tmp"))
+    (folder / "snf.toml").write_text(
+        f'[network]\nstate_dir = "{folder / "state"}"\n'
+        f'[nfdhcpd]\nbindings_dir = "{folder / "bindings"}"\n'
+    )
+    try:
+        run("ip", "netns", "add", host)
+        run("ip", "-n", host, "link", "add", "br0", "type", "bridge")
+        run("ip", "-n", host, "link", "set", "br0", "up")
+        for name, ns in vms.items():
+            mac, ip, _, _ = VMS[name]
+            run("ip", "netns", "add", ns)
+            run("ip", "-n", host, "link", "add", f"tap-{name}", "type", "veth", "peer", "name",
+                "eth0", "netns", ns)  # fmt: skip
+            run("ip", "-n", ns, "link", "set", "eth0", "address", mac, "up")
+            run("ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", "eth0")
+        yield Net(host, folder, vms)
+    finally:
+        for ns in [host, *vms.values()]:
+            run("ip", "netns", "del", ns, check=False)
+        shutil.rmtree(folder, ignore_errors=True)
+    assert suffix not in run("ip", "netns", "list").stdout
+
+
+def test_private_networks_on_one_bridge_are_isolated_and_spoofing_is_dropped(net: Net) -> None:
+    before = net.rules()
+    for name in VMS:
+        done = net.script("kvm-vif-bridge", nic_env(name))
+        assert done.returncode == 0, done.stderr
+    assert (net.folder / "bindings" / "tap-a1").read_text().startswith("INDEV=br0\nIP=10.88.0.1\n")
+    assert net.ping("a1", "10.88.0.2")  # same private network
+    assert not net.ping("a1", "10.88.0.3")  # another one on the same bridge
+    assert not net.ping("b1", "10.88.0.1")
+    # a1 takes another IP: its packets are dropped.
+    run("ip", "-n", net.vms["a1"], "addr", "flush", "dev", "eth0")
+    run("ip", "-n", net.vms["a1"], "addr", "add", "10.88.0.9/24", "dev", "eth0")
+    assert not net.ping("a1", "10.88.0.2")
+    # a2 takes another MAC within the prefix: dropped too.
+    run("ip", "-n", net.vms["a2"], "link", "set", "eth0", "address", "aa:00:01:00:00:09")
+    assert not net.ping("a2", "10.88.0.1")
+    # Setup is idempotent: running it again changes nothing.
+    rules = sorted(net.rules().splitlines())
+    assert net.script("kvm-vif-bridge", nic_env("a1")).returncode == 0
+    assert sorted(net.rules().splitlines()) == rules  # the same rules (a1's jumps come first now)
+    for name in VMS:
+        done = net.script("kvm-ifdown-custom", {"INTERFACE": f"tap-{name}"})
+        assert done.returncode == 0, done.stderr
+    assert net.rules() == before
+    assert not list((net.folder / "bindings").iterdir())
+    assert not list((net.folder / "state").iterdir())
+
+
+@pytest.mark.parametrize(
+    ("var", "value"),
+    [("MAC", "aa:00:01:00:00:0g"), ("IP", "10.99.0.1"), ("INTERFACE", "tap;reboot"),
+     ("LINK", "br0 $(id)"), ("INSTANCE", "a1`id`.example.test"), ("MAC", "aa:00:02:00:00:01")],
+)  # fmt: skip
+def test_bad_environment_values_are_refused_and_nothing_runs(
+    net: Net, var: str, value: str
+) -> None:
+    before = net.rules()
+    done = net.script("kvm-vif-bridge", {**nic_env("a1"), var: value})
+    assert done.returncode == 1
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("snf-network up: ")
+    assert var in done.stderr
+    assert net.rules() == before
+    assert not (net.folder / "state").exists() or not list((net.folder / "state").iterdir())
+
+
+def test_dry_run_prints_the_commands_and_changes_nothing(net: Net) -> None:
+    (net.folder / "snf.toml").write_text(
+        f'[network]\ndry_run = true\nstate_dir = "{net.folder / "state"}"\n'
+    )
+    before = net.rules()
+    done = net.script("kvm-vif-bridge", nic_env("a1"))
+    assert done.returncode == 0, done.stderr
+    assert "SNF-FROM-tap-a1" in done.stdout and "ip link set" in done.stdout
+    assert net.rules() == before
