@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import logging
 import os
 import pwd
@@ -41,6 +42,10 @@ from .watch import IN_DELETE, IN_MOVED_FROM, IN_Q_OVERFLOW, Watch
 
 log = logging.getLogger("snf.nfdhcpd")
 MAC_TTL = 10.0
+PR_SET_KEEPCAPS = 8
+CAP_NET_ADMIN = 12
+CAP_NET_RAW = 13
+CAPABILITY_VERSION_3 = 0x20080522
 
 
 def responder_of(cfg: NfdhcpdConfig) -> Responder:
@@ -169,16 +174,26 @@ class Daemon:
                 log.warning("cannot send on %s: %s", tap, exc.strerror)
 
     def drop_privileges(self) -> None:
+        """Run as [nfdhcpd] user, keeping only CAP_NET_ADMIN (the kernel checks it on every
+        verdict sent to a queue) and CAP_NET_RAW (the reply socket)."""
         if not self.cfg.user or os.getuid() != 0:
             return
         try:
             user = pwd.getpwnam(self.cfg.user)
         except KeyError:
             raise InvalidInput(f"[nfdhcpd] user {self.cfg.user!r} does not exist") from None
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_KEEPCAPS) failed")
         os.setgroups([])
         os.setgid(user.pw_gid)
         os.setuid(user.pw_uid)
-        log.info("running as %s", self.cfg.user)
+        keep = (1 << CAP_NET_ADMIN) | (1 << CAP_NET_RAW)
+        header = (ctypes.c_uint32 * 2)(CAPABILITY_VERSION_3, 0)
+        data = (ctypes.c_uint32 * 6)(keep, keep, 0, 0, 0, 0)  # effective, permitted, inheritable
+        if libc.capset(header, data) != 0:
+            raise OSError(ctypes.get_errno(), "capset failed")
+        log.info("running as %s with CAP_NET_ADMIN and CAP_NET_RAW only", self.cfg.user)
 
     def run(self) -> None:
         signal.signal(signal.SIGTERM, self._stop)
