@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -155,3 +156,124 @@ def test_dry_run_prints_the_commands_and_changes_nothing(net: Net) -> None:
     assert done.returncode == 0, done.stderr
     assert "SNF-FROM-tap-a1" in done.stdout and "ip link set" in done.stdout
     assert net.rules() == before
+
+
+ROUTED = {
+    "INSTANCE": "vm5.example.test", "INTERFACE": "tap0", "MAC": "aa:00:00:99:00:05",
+    "MODE": "routed", "LINK": "100", "IP": "10.99.0.5", "INTERFACE_INDEX": "0", "TAGS": "",
+    "NETWORK_NAME": "public", "NETWORK_TAGS": "ip-less-routed",
+    "NETWORK_SUBNET": "10.99.0.0/24", "NETWORK_GATEWAY": "10.99.0.1",
+    "NETWORK_SUBNET6": "2001:db8:99::/64", "NETWORK_GATEWAY6": "2001:db8:99::1",
+}  # fmt: skip
+VM6 = "2001:db8:99::a800:ff:fe99:5"  # the EUI-64 address of aa:00:00:99:00:05
+
+
+@dataclass
+class Routed:
+    node: str
+    router: str
+    vm: str
+    folder: Path
+
+    def script(self, name: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        full = {"PATH": "/sbin:/bin:/usr/sbin:/usr/bin", "SNF_CONFIG_DIR": str(self.folder)}
+        return run("ip", "netns", "exec", self.node, sys.executable, str(SCRIPTS / name),
+                   env={**full, **env}, check=False)  # fmt: skip
+
+    def ping(self, ns: str, address: str, *extra: str) -> bool:
+        return run("ip", "netns", "exec", ns, "busybox", "ping", *extra, "-c", "1", "-W", "2",
+                   address, check=False).returncode == 0  # fmt: skip
+
+    def rules(self) -> str:
+        out = [run("ip", "netns", "exec", self.node, tool, check=False).stdout
+               for tool in ("iptables-save", "ip6tables-save", "arptables-save")]  # fmt: skip
+        for family in ("-4", "-6"):
+            out.append(run("ip", family, "-n", self.node, "rule").stdout)
+            out.append(run("ip", family, "-n", self.node, "route", "show", "table", "100").stdout)
+        out.append(run("ip", "-6", "-n", self.node, "neigh", "show", "proxy").stdout)
+        keep = ("-A", ":SNF", "default", "10.", "2001")
+        lines = [line for text in out for line in text.splitlines()]
+        return "\n".join(x for x in lines if x.startswith(keep) or x[:1].isdigit() or "proxy" in x)
+
+
+@pytest.fixture
+def routed() -> Iterator[Routed]:
+    """A router namespace on the node's uplink (up0: no address, as IP-less routing has),
+    the node with table 100 towards it, and a VM behind tap0."""
+    require(os.geteuid() == 0, "network namespaces need root")
+    require(shutil.which("arptables") is not None, "arptables is missing")
+    suffix = secrets.token_hex(3)
+    node, router, vm = (f"snfrt-{k}{suffix}" for k in ("n", "r", "v"))
+    folder = Path(tempfile.mkdtemp(prefix="snf-routed-", dir="/var/tmp"))
+    (folder / "snf.toml").write_text(
+        f'[network]\nstate_dir = "{folder / "state"}"\n'
+        f'[nfdhcpd]\nbindings_dir = "{folder / "bindings"}"\n'
+    )
+
+    def node_run(*argv: str) -> None:
+        run("ip", "netns", "exec", node, *argv)
+
+    try:
+        for ns in (node, router, vm):
+            run("ip", "netns", "add", ns)
+            run("ip", "-n", ns, "link", "set", "lo", "up")
+        run("ip", "-n", node, "link", "add", "up0", "type", "veth", "peer", "name", "r0",
+            "netns", router)  # fmt: skip
+        run("ip", "-n", node, "link", "add", "tap0", "type", "veth", "peer", "name", "eth0",
+            "netns", vm)  # fmt: skip
+        run("ip", "-n", router, "addr", "add", "10.99.0.1/24", "dev", "r0")
+        run("ip", "-n", router, "addr", "add", "2001:db8:99::1/64", "dev", "r0", "nodad")
+        run("ip", "-n", router, "link", "set", "r0", "up")
+        run("ip", "-n", node, "link", "set", "up0", "up")
+        for key in (
+            "net.ipv4.ip_forward=1",
+            "net.ipv6.conf.all.forwarding=1",
+            "net.ipv4.conf.up0.proxy_arp=1",
+            "net.ipv6.conf.up0.proxy_ndp=1",
+        ):
+            node_run("sysctl", "-qw", key)  # fmt: skip
+        node_run("ip", "route", "add", "10.99.0.0/24", "dev", "up0", "table", "100")
+        node_run("ip", "route", "add", "default", "via", "10.99.0.1", "dev", "up0", "table", "100")
+        node_run("ip", "rule", "add", "iif", "up0", "lookup", "100")
+        node_run("ip", "-6", "route", "add", "2001:db8:99::/64", "dev", "up0", "table", "100")
+        node_run("ip", "-6", "route", "add", "default", "via", "2001:db8:99::1", "dev", "up0",
+                 "table", "100")  # fmt: skip
+        node_run("ip", "-6", "rule", "add", "iif", "up0", "lookup", "100")
+        # The node has no address on the subnet: its ARP requests ask as an unused one.
+        node_run("arptables", "-A", "OUTPUT", "-o", "up0", "--opcode", "request", "-j",
+                 "mangle", "--mangle-ip-s", "10.99.0.254")  # fmt: skip
+        run("ip", "-n", vm, "link", "set", "eth0", "address", ROUTED["MAC"], "up")
+        run("ip", "-n", vm, "addr", "add", "10.99.0.5/24", "dev", "eth0")
+        run("ip", "-n", vm, "route", "add", "default", "via", "10.99.0.1")
+        # /128: the subnet's other addresses go through the router too (with a /64 the VM
+        # would ask for them on the link, where nfdhcpd answers: not part of this test).
+        run("ip", "-n", vm, "addr", "add", f"{VM6}/128", "dev", "eth0", "nodad")
+        yield Routed(node, router, vm, folder)
+    finally:
+        for ns in (node, router, vm):
+            run("ip", "netns", "del", ns, check=False)
+        shutil.rmtree(folder, ignore_errors=True)
+    assert suffix not in run("ip", "netns", "list").stdout
+
+
+def test_routed_ip_less_reaches_the_router_over_ipv4_and_ipv6(routed: Routed) -> None:
+    before = routed.rules()
+    done = routed.script("kvm-vif-bridge", ROUTED)
+    assert done.returncode == 0, done.stderr
+    tap_ll = "fe80::ce47:52ff:fe4e:4554"  # the tap's constant MAC cc:47:52:4e:45:54
+    run("ip", "-n", routed.vm, "-6", "route", "add", "default", "via", tap_ll, "dev", "eth0")
+    deadline = time.monotonic() + 10  # the tap's link-local address answers after its DAD
+    while "tentative" in run("ip", "-n", routed.node, "-6", "addr", "show", "tap0").stdout:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert routed.ping(routed.vm, "10.99.0.1")
+    assert routed.ping(routed.router, "10.99.0.5")
+    assert routed.ping(routed.vm, "2001:db8:99::1")
+    assert routed.ping(routed.router, VM6)
+    # Another source address from the VM is dropped on the node.
+    run("ip", "-n", routed.vm, "addr", "add", "10.99.0.77/24", "dev", "eth0")
+    assert not routed.ping(routed.vm, "10.99.0.1", "-I", "10.99.0.77")
+    done = routed.script("kvm-ifdown-custom", {"INTERFACE": "tap0"})
+    assert done.returncode == 0, done.stderr
+    assert routed.rules() == before
+    assert not routed.ping(routed.vm, "10.99.0.1")
