@@ -268,10 +268,14 @@ class NfdhcpdConfig:
     DHCP, nameservers6 and domains6 in RAs and DHCPv6 replies; ipv6_mode "slaac+dhcpv6"
     sets the RA's O flag, "slaac" does not. RAs are also sent every ra_period seconds.
     Each NIC gets at most rate answers per second (bursts of burst). Once its queues are
-    bound the daemon runs as user (empty: stays root); its pid is in pidfile.
+    bound the daemon runs as user (empty: stays root); its pid is in pidfile. transport
+    "nfqueue" needs the queues; "packet" listens on AF_PACKET instead (it answers but
+    cannot drop: kernels without NFQUEUE, Open vSwitch); "auto" falls back to it when the
+    queues cannot be bound.
     """
 
     bindings_dir: Path = Path("/var/lib/snf/nfdhcpd")
+    transport: Literal["auto", "nfqueue", "packet"] = "auto"
     dhcp_queue: int = 42
     rs_queue: int = 43
     ns_queue: int = 44

@@ -29,6 +29,24 @@ class Kind(enum.Enum):
     DHCPV6 = "dhcpv6"
 
 
+def classify(frame: bytes) -> tuple[Kind, bytes] | None:
+    """What an Ethernet frame seen on a tap asks (the AF_PACKET transport, where no iptables
+    rule sorted it): the kind and the IP packet, or None for anything else."""
+    if len(frame) < 14:
+        return None
+    ethertype, packet = frame[12:14], frame[14:]
+    if ethertype == b"\x08\x00" and len(packet) >= 28 and packet[9] == 17:
+        ihl = (packet[0] & 0x0F) * 4
+        if packet[ihl + 2 : ihl + 4] == b"\x00\x43":  # UDP to port 67
+            return Kind.DHCP, packet
+    elif ethertype == b"\x86\xdd" and len(packet) >= 44:
+        if packet[6] == 58 and packet[40] in (133, 135):  # ICMPv6 RS, NS
+            return (Kind.RS if packet[40] == 133 else Kind.NS), packet
+        if packet[6] == 17 and packet[42:44] == b"\x02\x23":  # UDP to port 547
+            return Kind.DHCPV6, packet
+    return None
+
+
 @dataclass(frozen=True)
 class Decision:
     accept: bool

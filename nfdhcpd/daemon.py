@@ -37,7 +37,7 @@ from snf.common.log import setup_from_config
 
 from . import dhcp4, ipv6
 from .bindings import load_all, load_binding
-from .core import Kind, Responder
+from .core import Kind, Responder, classify
 from .watch import IN_DELETE, IN_MOVED_FROM, IN_Q_OVERFLOW, Watch
 
 log = logging.getLogger("snf.nfdhcpd")
@@ -99,8 +99,6 @@ def _ifname(index: int) -> str | None:
 
 class Daemon:
     def __init__(self, cfg: NfdhcpdConfig) -> None:
-        from netfilterqueue import NetfilterQueue  # only where the daemon runs
-
         self.cfg = cfg
         self.responder = responder_of(cfg)
         self.directory = cfg.bindings_dir
@@ -109,18 +107,55 @@ class Daemon:
         self.watch = Watch(str(self.directory))
         self.sender = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
         self.queues: list[Any] = []
+        self.listener: socket.socket | None = None
+        if cfg.transport != "packet":
+            try:
+                self._bind_queues()
+            except OSError as exc:
+                if cfg.transport == "nfqueue":
+                    raise
+                log.warning("NFQUEUE unavailable (%s): listening on AF_PACKET instead", exc)
+                for queue in self.queues:
+                    queue.unbind()
+                self.queues = []
+        if not self.queues:
+            # Answers only: a packet cannot be dropped here, so the host's rules must drop
+            # what the VMs send to ports 67 and 547 if nothing else may see it.
+            self.listener = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
+            self.listener.setblocking(False)
+            log.info("answering DHCP, RS, NS and DHCPv6 seen on AF_PACKET (no drops)")
+        self.running = True
+
+    def _bind_queues(self) -> None:
+        from netfilterqueue import NetfilterQueue  # only where the daemon runs
+
         for kind, number in (
-            (Kind.DHCP, cfg.dhcp_queue),
-            (Kind.RS, cfg.rs_queue),
-            (Kind.NS, cfg.ns_queue),
-            (Kind.DHCPV6, cfg.dhcpv6_queue),
+            (Kind.DHCP, self.cfg.dhcp_queue),
+            (Kind.RS, self.cfg.rs_queue),
+            (Kind.NS, self.cfg.ns_queue),
+            (Kind.DHCPV6, self.cfg.dhcpv6_queue),
         ):
             if number:
                 queue = NetfilterQueue()
                 queue.bind(number, self._callback(kind), max_len=5000)
                 self.queues.append(queue)
                 log.info("answering %s on queue %d", kind.value, number)
-        self.running = True
+
+    def _on_frames(self) -> None:
+        """The AF_PACKET transport: answer every request frame waiting on the socket."""
+        assert self.listener is not None
+        while True:
+            try:
+                frame, addr = self.listener.recvfrom(65535)
+            except BlockingIOError:
+                return
+            if addr[2] == socket.PACKET_OUTGOING:
+                continue
+            found = classify(frame)
+            if found is not None:
+                kind, packet = found
+                decision = self.responder.handle(kind, packet, addr[0], addr[0], frame[6:12])
+                self.send(decision.frames)
 
     def reload(self) -> None:
         bindings, errors = load_all(self.directory)
@@ -200,7 +235,9 @@ class Daemon:
         signal.signal(signal.SIGINT, self._stop)
         signal.signal(signal.SIGHUP, lambda *_: self.reload())
         signal.signal(signal.SIGUSR1, lambda *_: log.info("counters: %s", self.responder.counters))
-        by_fd = {q.get_fd(): q for q in self.queues}
+        by_fd = {q.get_fd(): q.run for q in self.queues}
+        if self.listener is not None:
+            by_fd[self.listener.fileno()] = lambda block: self._on_frames()
         next_ra = time.monotonic()
         while self.running:
             now = time.monotonic()
@@ -219,7 +256,7 @@ class Daemon:
                         else:
                             self._file_changed(name, mask)
                 else:
-                    by_fd[fd].run(block=False)
+                    by_fd[fd](block=False)
 
     def _stop(self, *_: object) -> None:
         self.running = False
@@ -227,6 +264,8 @@ class Daemon:
     def close(self) -> None:
         for queue in self.queues:
             queue.unbind()
+        if self.listener is not None:
+            self.listener.close()
         self.watch.close()
         self.sender.close()
 

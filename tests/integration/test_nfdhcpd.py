@@ -143,3 +143,14 @@ def test_router_advertisement_slaac_and_dhcpv6(lab: Lab) -> None:
     env = dhclient(lab, "-6", "-S", reason="INFORM6|RENEW6")
     assert env["new_dhcp6_name_servers"] == "2001:db8::53"
     assert "example.test" in env["new_dhcp6_domain_search"]
+
+
+def test_the_af_packet_transport_answers_without_nfqueue() -> None:
+    require(os.geteuid() == 0, "network namespaces need root")
+    with lab_running('transport = "packet"\n') as lab:
+        assert "answering DHCP, RS, NS and DHCPv6 seen on AF_PACKET" in lab.log()
+        assert "on queue" not in lab.log()
+        lab.bind()
+        env = udhcpc(lab)
+        assert env is not None, lab.counters()
+        assert env["ip"] == "10.77.0.5" and env["router"] == "10.77.0.1"

@@ -13,7 +13,7 @@ from scapy.layers.l2 import Ether
 
 from snf.nfdhcpd import dhcp4, ipv6
 from snf.nfdhcpd.bindings import Binding
-from snf.nfdhcpd.core import ACCEPT, Decision, Kind, Responder
+from snf.nfdhcpd.core import ACCEPT, Decision, Kind, Responder, classify
 
 VM_MAC = "aa:00:00:12:34:56"
 SERVER_MAC = bytes.fromhex("cc474e524554")
@@ -122,3 +122,22 @@ def test_any_bytes_get_exactly_one_decision(kind: Kind, payload: bytes, src: byt
     decision = responder(rate=1e9, burst=1e9).handle(kind, payload, "br0", "tap0", src)
     assert isinstance(decision, Decision) and not decision.accept
     assert all(tap == "tap0" and isinstance(f, bytes) for tap, f in decision.frames)
+
+
+def test_classify_sorts_frames_as_the_queue_rules_would() -> None:
+    mac = "aa:00:00:12:34:56"
+    dhcp = Ether(src=mac, dst="ff:ff:ff:ff:ff:ff") / IP(discover())
+    assert classify(bytes(dhcp)) == (Kind.DHCP, discover())
+    rs = Ether(src=mac) / IPv6(src="fe80::1", dst="ff02::2", hlim=255) / ICMPv6ND_RS()
+    assert classify(bytes(rs))[0] is Kind.RS
+    dhcp6 = Ether(src=mac) / IPv6(src="fe80::1", dst="ff02::1:2") / UDP(sport=546, dport=547)
+    assert classify(bytes(dhcp6))[0] is Kind.DHCPV6
+    other = Ether(src=mac) / IP(dst="10.0.0.1") / UDP(sport=1000, dport=53)
+    assert classify(bytes(other)) is None
+    assert classify(b"") is None and classify(bytes(14)) is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200))
+def test_classify_never_raises(frame: bytes) -> None:
+    classify(frame)
