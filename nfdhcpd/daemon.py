@@ -235,7 +235,11 @@ class Daemon:
         signal.signal(signal.SIGINT, self._stop)
         signal.signal(signal.SIGHUP, lambda *_: self.reload())
         signal.signal(signal.SIGUSR1, lambda *_: log.info("counters: %s", self.responder.counters))
-        by_fd = {q.get_fd(): q.run for q in self.queues}
+        # select() restarts after a signal (PEP 475): a byte on this pipe wakes it instead.
+        wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(wake_w)
+        by_fd: dict[int, Callable[..., Any]] = {q.get_fd(): q.run for q in self.queues}
+        by_fd[wake_r] = lambda block: os.read(wake_r, 4096)
         if self.listener is not None:
             by_fd[self.listener.fileno()] = lambda block: self._on_frames()
         next_ra = time.monotonic()
@@ -244,10 +248,7 @@ class Daemon:
             if now >= next_ra:
                 self.send(self.responder.periodic_ras())
                 next_ra = now + self.cfg.ra_period
-            try:
-                ready, _, _ = select.select([*by_fd, self.watch.fd], [], [], next_ra - now)
-            except InterruptedError:
-                continue
+            ready, _, _ = select.select([*by_fd, self.watch.fd], [], [], next_ra - now)
             for fd in ready:
                 if fd == self.watch.fd:
                     for mask, name in self.watch.events():
@@ -257,6 +258,9 @@ class Daemon:
                             self._file_changed(name, mask)
                 else:
                     by_fd[fd](block=False)
+        signal.set_wakeup_fd(-1)
+        os.close(wake_r)
+        os.close(wake_w)
 
     def _stop(self, *_: object) -> None:
         self.running = False
