@@ -27,6 +27,7 @@ from pathlib import Path
 from snf.common.config import Config, load_config
 from snf.common.errors import CommandFailed, InvalidInput, SnfError
 
+from .announce import announce
 from .commands import Action, Command, Write, dry_run, profile_chains, setup, teardown
 from .nic_env import IFNAME, Nic, parse_nic_env
 
@@ -82,12 +83,12 @@ def _bridge_mtu(nic: Nic) -> int | None:
         raise InvalidInput(f"LINK {nic.link}: no such bridge on this node") from None
 
 
-def _uplink6(nic: Nic) -> str | None:
-    """The interface of the IPv6 default route in the routed NIC's table."""
-    if nic.mode != "routed" or nic.subnet6 is None:
+def _uplink(nic: Nic, family: str) -> str | None:
+    """The interface of the default route (``-4`` or ``-6``) in the routed NIC's table."""
+    if nic.mode != "routed" or (family == "-6" and nic.subnet6 is None):
         return None
     out = subprocess.run(
-        ["ip", "-6", "route", "show", "table", str(nic.link), "default"],
+        ["ip", family, "route", "show", "table", str(nic.link), "default"],
         capture_output=True, text=True, check=False,
     ).stdout.split()  # fmt: skip
     return out[out.index("dev") + 1] if "dev" in out[:-1] else None
@@ -99,7 +100,7 @@ def _state(config: Config, tap: str) -> Path:
 
 def up(env: Mapping[str, str], config: Config) -> Nic:
     nic = parse_nic_env(env)
-    uplink6 = _uplink6(nic)
+    uplink6 = _uplink(nic, "-6")
     bindings = str(config.nfdhcpd.bindings_dir)
     actions = profile_chains() if nic.firewall else []
     actions += setup(nic, bindings_dir=bindings, uplink6=uplink6, mtu=_bridge_mtu(nic))
@@ -108,6 +109,12 @@ def up(env: Mapping[str, str], config: Config) -> Nic:
         saved = {k: env[k] for k in SAVED if env.get(k)}
         state = {"env": saved, "uplink6": uplink6}
         _atomic_write(_state(config, nic.interface), json.dumps(state, indent=1) + "\n", 0o600)
+        if nic.mode == "routed":  # the uplink's neighbours learn where the addresses went
+            uplink4 = _uplink(nic, "-4")
+            if uplink4 is not None and nic.ip is not None:
+                announce(uplink4, nic.ip, None)
+            if uplink6 is not None and nic.eui64 is not None:
+                announce(uplink6, None, nic.eui64)
     return nic
 
 

@@ -197,6 +197,16 @@ def handle_ns(
     return _frame(server_mac, vm_mac, router, p.src, ICMPV6, 255, _icmpv6(router, p.src, NA, body))
 
 
+def unsolicited_na(mac: bytes, target: IPv6Address) -> bytes:
+    """An unsolicited Neighbor Advertisement to all nodes: ``target`` is at ``mac`` now
+    (override flag set), what a node sends on its uplink after taking over an address."""
+    src = link_local(mac)
+    body = struct.pack("!I", 0x20000000) + target.packed  # O only
+    body += _lladdr_option(OPT_TLLA, mac)
+    icmp = _icmpv6(src, ALL_NODES, NA, body)
+    return _frame(mac, ALL_NODES_MAC, src, ALL_NODES, ICMPV6, 255, icmp)
+
+
 def handle_dhcpv6(
     packet: bytes,
     src_mac: bytes | None,

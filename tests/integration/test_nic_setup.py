@@ -224,6 +224,13 @@ def routed() -> Iterator[Routed]:
         run("ip", "-n", router, "addr", "add", "10.99.0.1/24", "dev", "r0")
         run("ip", "-n", router, "addr", "add", "2001:db8:99::1/64", "dev", "r0", "nodad")
         run("ip", "-n", router, "link", "set", "r0", "up")
+        learn = (
+            "net.ipv6.conf.all.forwarding=1",
+            "net.ipv4.conf.r0.arp_accept=1",
+            "net.ipv6.conf.r0.accept_untracked_na=1",
+        )  # a router (forwarding) learns
+        for key in learn:
+            run("ip", "netns", "exec", router, "sysctl", "-qw", key)  # learn from announcements
         run("ip", "-n", node, "link", "set", "up0", "up")
         for key in (
             "net.ipv4.ip_forward=1",
@@ -260,6 +267,13 @@ def test_routed_ip_less_reaches_the_router_over_ipv4_and_ipv6(routed: Routed) ->
     before = routed.rules()
     done = routed.script("kvm-vif-bridge", ROUTED)
     assert done.returncode == 0, done.stderr
+    # The gratuitous ARP and unsolicited NA on the uplink taught the router, before any ping.
+    up0 = run(
+        "ip", "netns", "exec", routed.node, "cat", "/sys/class/net/up0/address"
+    ).stdout.strip()
+    for family, address in (("-4", "10.99.0.5"), ("-6", VM6)):
+        neigh = run("ip", family, "-n", routed.router, "neigh", "show", address).stdout
+        assert f"lladdr {up0}" in neigh, (family, neigh)
     tap_ll = "fe80::ce47:52ff:fe4e:4554"  # the tap's constant MAC cc:47:52:4e:45:54
     run("ip", "-n", routed.vm, "-6", "route", "add", "default", "via", tap_ll, "dev", "eth0")
     deadline = time.monotonic() + 10  # the tap's link-local address answers after its DAD
