@@ -7,8 +7,6 @@ initramfs with virtio_net) gets its lease with udhcpc and answers a ping; after
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +15,7 @@ import pytest
 
 from snf.image.cpio import Cpio
 from snf.image.helper_image import module_order
-from tests.testbed import guest, install, plan
+from tests.testbed import guest, install, nfdhcpd_node, plan
 from tests.testbed.cluster import Cluster
 
 pytestmark = [pytest.mark.ganeti, pytest.mark.kvm]
@@ -42,8 +40,6 @@ case "$1" in bound|renew)
   echo "ip=$ip router=$router hostname=$hostname dns=$dns" > /tmp/lease;;
 esac
 """
-QUEUE = ["PREROUTING", "-m", "physdev", "--physdev-in", "tap+", "-p", "udp", "--dport", "67",
-         "-j", "NFQUEUE", "--queue-num", "42"]  # fmt: skip
 
 
 def initramfs(kernel: Path, path: Path) -> Path:
@@ -75,27 +71,17 @@ def network(cluster1: Cluster) -> Iterator[Cluster]:
     (etc / "conf.d").mkdir(exist_ok=True)
     (etc / "conf.d" / "network.toml").write_text('[nfdhcpd]\nnameservers = ["192.0.2.53"]\n')
     run = c.master.run
-    run(["sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=1"])
-    run(["iptables", "-t", "mangle", "-A", *QUEUE])
     run(["ip", "addr", "add", "10.66.0.1/24", "dev", "br0"])
-    log = open(node.state_dir / "nfdhcpd.out", "wb")  # noqa: SIM115
-    daemon = subprocess.Popen(
-        [*c.master.enter_argv(), str(Path(sys.executable).parent / "nfdhcpd"),
-         "--config-dir", "/etc/snf"],
-        stdout=log, stderr=log, stdin=subprocess.DEVNULL,
-    )  # fmt: skip
+    daemon = nfdhcpd_node.start(c)
     c.gnt("gnt-network", "add", "--network=10.66.0.0/24", "--gateway=10.66.0.1",
           "--tags=nfdhcpd", NETWORK)  # fmt: skip
     c.gnt("gnt-network", "connect", "--nic-parameters=mode=bridged,link=br0", NETWORK, "default")
     try:
         yield c
     finally:
-        daemon.terminate()
-        daemon.wait(10)
-        log.close()
+        nfdhcpd_node.stop(c, daemon)
         c.gnt("gnt-network", "disconnect", NETWORK, "default", check=False)
         c.gnt("gnt-network", "remove", NETWORK, check=False)
-        run(["iptables", "-t", "mangle", "-D", *QUEUE], check=False)
         run(["ip", "addr", "del", "10.66.0.1/24", "dev", "br0"], check=False)
         (etc / "conf.d" / "network.toml").unlink(missing_ok=True)
 

@@ -12,7 +12,7 @@ import time
 
 from snf.common.cli import run_main
 
-from . import cluster, install, plan, test_providers
+from . import cluster, install, nfdhcpd_node, plan, test_providers
 from . import portal as portal_mod
 from .forward import Forwarder
 
@@ -25,6 +25,7 @@ def demo(port: int, portal_port: int = 8080) -> int:
     for node in c.plan.nodes:
         test_providers.install(node)
         install.install_snf(node)
+    dhcp = nfdhcpd_node.start(c)
     public = f"http://127.0.0.1:{portal_port}"
     portal = portal_mod.start(base_url=public)
     password = secrets.token_urlsafe(12)
@@ -52,6 +53,9 @@ def demo(port: int, portal_port: int = 8080) -> int:
         f"On the master: .venv/bin/python -m tests.testbed exec -- gnt-instance add -t ext "
         f"--disk 0:size=64,provider=archipelago -o {test_providers.OS_NAME} "
         f"-n {c.info.master} --no-name-check --no-ip-check vm1\n"
+        f"VM networks: nfdhcpd runs on the master (log {c.plan.master.state_dir}/nfdhcpd.log); "
+        f"gnt-network add --network=10.66.0.0/24 --gateway=10.66.0.1 --tags=nfdhcpd net1, "
+        f"then gnt-network connect --nic-parameters=mode=bridged,link=br0 net1 default\n"
         f"Stop with Ctrl-C; remove everything with `make testbed-down`.",
         flush=True,
     )
@@ -62,6 +66,7 @@ def demo(port: int, portal_port: int = 8080) -> int:
     finally:
         for server in servers:
             server.server_close()
+        nfdhcpd_node.stop(c, dhcp)
     return 0
 
 
