@@ -291,3 +291,38 @@ def test_routed_ip_less_reaches_the_router_over_ipv4_and_ipv6(routed: Routed) ->
     assert done.returncode == 0, done.stderr
     assert routed.rules() == before
     assert not routed.ping(routed.vm, "10.99.0.1")
+
+
+def _reaches(net: Net, vm: str, address: str, port: int) -> bool:
+    done = run("ip", "netns", "exec", net.vms[vm], "busybox", "nc", "-w", "2", address, str(port),
+               check=False)  # fmt: skip
+    return done.returncode == 0
+
+
+@pytest.mark.parametrize(("profile", "open_ports"), [("protected", ()), ("limited", (22,))])
+def test_firewall_profiles_from_instance_tags(net: Net, profile: str, open_ports: tuple[int, ...]):
+    """a1 is behind a profile (its instance tag), a2 is not; a2 connects to a1's ports."""
+    run("ip", "netns", "exec", net.host, "sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=1")
+    shared = {"NETWORK_TAGS": "nfdhcpd", "NETWORK_MAC_PREFIX": ""}
+    a1 = {**nic_env("a1"), **shared, "TAGS": f"synnefo:network:0:{profile}"}
+    for env in (a1, {**nic_env("a2"), **shared}):
+        done = net.script("kvm-vif-bridge", env)
+        assert done.returncode == 0, done.stderr
+    listeners = [
+        subprocess.Popen(["ip", "netns", "exec", net.vms["a1"], "busybox", "nc", "-l", "-p",
+                          str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for port in (22, 80)
+    ]  # fmt: skip
+    try:
+        time.sleep(0.3)
+        assert net.ping("a2", "10.88.0.1")  # ICMP passes every profile
+        for port in (22, 80):
+            assert _reaches(net, "a2", "10.88.0.1", port) == (port in open_ports), port
+    finally:
+        for listener in listeners:
+            listener.kill()
+            listener.wait()
+    for name in ("a1", "a2"):
+        assert net.script("kvm-ifdown-custom", {"INTERFACE": f"tap-{name}"}).returncode == 0
+    forward = run("ip", "netns", "exec", net.host, "iptables-save", check=False).stdout
+    assert "tap-a1" not in forward
