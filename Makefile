@@ -14,6 +14,7 @@ PYTEST_ARGS ?=
 DESTDIR ?=
 PREFIX ?= /usr/local
 GANETI_LIBDIR ?= $(PREFIX)/lib/ganeti
+UNIT_DIR ?= $(PREFIX)/lib/systemd/system
 SYSCONFDIR ?= /etc
 SHIM_PYTHON ?= $(abspath $(PY))
 
@@ -71,7 +72,8 @@ demo: deps
 
 install: pydeps
 	$(PY) packaging/install_ganeti_files.py --destdir "$(or $(DESTDIR),/)" \
-	  --ganeti-libdir "$(GANETI_LIBDIR)" --sysconfdir "$(SYSCONFDIR)" --python "$(SHIM_PYTHON)"
+	  --ganeti-libdir "$(GANETI_LIBDIR)" --sysconfdir "$(SYSCONFDIR)" --python "$(SHIM_PYTHON)" \
+	  --unit-dir "$(UNIT_DIR)"
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -63,12 +63,28 @@ def install_tree(source: Path, target: Path, python: str) -> list[Path]:
     return written
 
 
+def install_unit(source: Path, unit_dir: Path, python: str) -> Path:
+    """The systemd unit of nfdhcpd, its ExecStart pointing beside the interpreter (where
+    pip put the ``nfdhcpd`` command)."""
+    text = source.read_text().replace(
+        "ExecStart=/usr/bin/nfdhcpd", f"ExecStart={Path(python).parent / 'nfdhcpd'}"
+    )
+    unit_dir.mkdir(parents=True, exist_ok=True)
+    target = unit_dir / source.name
+    target.write_text(text)
+    return target
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--destdir", type=Path, default=Path("/"))
     parser.add_argument("--ganeti-libdir", type=Path, default=Path("/usr/local/lib/ganeti"))
     parser.add_argument("--sysconfdir", type=Path, default=Path("/etc"))
     parser.add_argument("--python", default=sys.executable, help="interpreter for the shims")
+    parser.add_argument(
+        "--unit-dir", type=Path, default=Path("/usr/local/lib/systemd/system"),
+        help="where the systemd unit of nfdhcpd goes",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if not os.path.isabs(args.python):
         parser.error(f"--python must be an absolute path, not {args.python!r}")
@@ -76,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
         dest = args.destdir / where.relative_to("/")
         files = install_tree(REPO / folder, dest, args.python)
         print(f"install: {folder}/ -> {dest} ({len(files)} files)")
+    unit = REPO / "packaging" / "systemd" / "nfdhcpd.service"
+    target = install_unit(unit, args.destdir / args.unit_dir.relative_to("/"), args.python)
+    print(f"install: {unit.relative_to(REPO)} -> {target}")
     return 0
 
 

@@ -72,3 +72,11 @@ def test_main_installs_every_ganeti_folder_under_destdir(tmp_path: Path, capsys)
 def test_relative_interpreter_is_refused(tmp_path: Path) -> None:
     with pytest.raises(SystemExit):
         installer.main(["--destdir", str(tmp_path), "--python", "python3"])
+
+
+def test_main_installs_the_nfdhcpd_unit_pointing_beside_the_interpreter(tmp_path: Path) -> None:
+    python = "/opt/snf/venv/bin/python"
+    assert installer.main(["--destdir", str(tmp_path), "--python", python]) == 0
+    unit = (tmp_path / "usr/local/lib/systemd/system/nfdhcpd.service").read_text()
+    assert "ExecStart=/opt/snf/venv/bin/nfdhcpd\n" in unit
+    assert "AmbientCapabilities=CAP_NET_ADMIN CAP_NET_RAW" in unit
