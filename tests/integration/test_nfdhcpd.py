@@ -154,3 +154,21 @@ def test_the_af_packet_transport_answers_without_nfqueue() -> None:
         env = udhcpc(lab)
         assert env is not None, lab.counters()
         assert env["ip"] == "10.77.0.5" and env["router"] == "10.77.0.1"
+
+
+def test_a_removed_binding_is_forgotten_and_sighup_reloads(lab: Lab) -> None:
+    lab.bind()
+    assert udhcpc(lab) is not None
+    (lab.bindings / "tap0").unlink()
+    deadline = time.monotonic() + 5
+    while "binding tap0 removed" not in lab.log():
+        assert time.monotonic() < deadline, lab.log()
+        time.sleep(0.05)
+    assert udhcpc(lab, timeout=2) is None
+    lab.bind(wait=False)
+    lab.daemon.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 5
+    while lab.log().count("1 bindings loaded") < 1:
+        assert time.monotonic() < deadline, lab.log()
+        time.sleep(0.05)
+    assert udhcpc(lab) is not None
