@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 from snf.common.errors import InvalidInput
 from snf.network.nic_env import IFNAME, PROFILES, Nic
+from snf.nfdhcpd.bindings import Binding, format_binding
 
 DEFAULT_BINDINGS_DIR = "/var/lib/nfdhcpd"
 TAP_MAC_ROUTED = "cc:47:52:4e:45:54"  # snf-network's TAP_CONSTANT_MAC
@@ -288,30 +289,25 @@ def _routed_link(nic: Nic, uplink6: str | None, mtu: int | None) -> list[Action]
 
 
 def binding_text(nic: Nic) -> str | None:
-    """nfdhcpd's binding file for the NIC, or None when its network lacks the nfdhcpd tag.
-
-    INDEV is the tap (routed) or the bridge; empty values mean "none"; MTU is not written.
-    """
+    """nfdhcpd's binding file for the NIC (nfdhcpd owns the format), or None when its network
+    lacks the nfdhcpd tag. INDEV is the tap (routed) or the bridge."""
     if not nic.dhcp:
         return None
-
-    def text(value: object) -> str:
-        return "" if value is None else str(value)
-
-    fields = [
-        ("INDEV", nic.interface if nic.mode == "routed" else nic.link),
-        ("IP", text(nic.ip)),
-        ("MAC", nic.mac),
-        ("HOSTNAME", nic.instance),
-        ("TAGS", '"' + " ".join(nic.tags) + '"'),
-        ("GATEWAY", text(nic.gateway)),
-        ("SUBNET", text(nic.subnet)),
-        ("GATEWAY6", text(nic.gateway6)),
-        ("SUBNET6", text(nic.subnet6)),
-        ("EUI64", text(nic.eui64)),
-        ("PRIVATE", "1" if nic.kind == "private-filtered" else ""),
-    ]
-    return "".join(f"{key}={value}\n" for key, value in fields)
+    binding = Binding(
+        tap=nic.interface,
+        indev=nic.interface if nic.mode == "routed" else str(nic.link),
+        mac=nic.mac,
+        hostname=nic.instance,
+        ip=nic.ip,
+        subnet=nic.subnet,
+        gateway=nic.gateway,
+        subnet6=nic.subnet6,
+        gateway6=nic.gateway6,
+        eui64=nic.eui64,
+        tags=nic.tags,
+        private=nic.kind == "private-filtered",
+    )
+    return format_binding(binding)
 
 
 def profile_chains() -> list[Action]:

@@ -137,7 +137,7 @@ def test_bridged_ipv6_firewall_nfdhcpd_golden():
         ip link set dev tap0 address fe:00:00:4a:2b:3c
         ip link set dev tap0 master br0
         ip link set dev tap0 up
-        printf '%s\\n' INDEV=br0 IP=198.51.100.7 MAC=aa:00:00:4a:2b:3c HOSTNAME=vm1.example.org 'TAGS="synnefo:network:public:protected"' GATEWAY=198.51.100.1 SUBNET=198.51.100.0/24 GATEWAY6=2001:db8:1::1 SUBNET6=2001:db8:1::/64 EUI64=2001:db8:1:0:a800:ff:fe4a:2b3c PRIVATE= > /var/lib/nfdhcpd/tap0
+        printf '%s\\n' INDEV=br0 IP=198.51.100.7 MAC=aa:00:00:4a:2b:3c HOSTNAME=vm1.example.org 'TAGS="synnefo:network:public:protected"' GATEWAY=198.51.100.1 SUBNET=198.51.100.0/24 GATEWAY6=2001:db8:1::1 SUBNET6=2001:db8:1::/64 EUI64=2001:db8:1:0:a800:ff:fe4a:2b3c PRIVATE= MTU= MACSPOOF= > /var/lib/nfdhcpd/tap0
         """)  # noqa: E501
 
 
@@ -154,7 +154,7 @@ def test_private_filtered_golden():
         ip link set dev tap0 address fe:00:00:4a:2b:3c
         ip link set dev tap0 master prv0
         ip link set dev tap0 up
-        printf '%s\\n' INDEV=prv0 IP=10.0.0.5 MAC=aa:00:00:4a:2b:3c HOSTNAME=vm1.example.org 'TAGS=""' GATEWAY= SUBNET=10.0.0.0/24 GATEWAY6= SUBNET6= EUI64= PRIVATE=1 > /var/lib/nfdhcpd/tap0
+        printf '%s\\n' INDEV=prv0 IP=10.0.0.5 MAC=aa:00:00:4a:2b:3c HOSTNAME=vm1.example.org 'TAGS=""' GATEWAY= SUBNET=10.0.0.0/24 GATEWAY6= SUBNET6= EUI64= PRIVATE=1 MTU= MACSPOOF= > /var/lib/nfdhcpd/tap0
         """)  # noqa: E501
 
 
@@ -208,7 +208,7 @@ def test_routed_v4_v6_firewall_nfdhcpd_golden():
         ip -6 rule add dev tap0 table 100
         ip -6 route replace {EUI64}/128 dev tap0 table 100 proto static
         ip -6 neigh add proxy {EUI64} dev eth1
-        printf '%s\\n' INDEV=tap0 IP=192.0.2.100 MAC=aa:00:00:4a:2b:3c HOSTNAME=vm1.example.org 'TAGS="synnefo:network:0:limited"' GATEWAY=192.0.2.1 SUBNET=192.0.2.0/24 GATEWAY6=2001:db8:aaaa:bbbb::1 SUBNET6=2001:db8:aaaa:bbbb::/64 EUI64={EUI64} PRIVATE= > /var/lib/nfdhcpd/tap0
+        printf '%s\\n' INDEV=tap0 IP=192.0.2.100 MAC=aa:00:00:4a:2b:3c HOSTNAME=vm1.example.org 'TAGS="synnefo:network:0:limited"' GATEWAY=192.0.2.1 SUBNET=192.0.2.0/24 GATEWAY6=2001:db8:aaaa:bbbb::1 SUBNET6=2001:db8:aaaa:bbbb::/64 EUI64={EUI64} PRIVATE= MTU= MACSPOOF= > /var/lib/nfdhcpd/tap0
         """)  # noqa: E501
 
 
@@ -338,6 +338,8 @@ def test_binding_text_for_routed_and_none_without_nfdhcpd_tag():
         SUBNET6=2001:db8:aaaa:bbbb::/64
         EUI64={EUI64}
         PRIVATE=
+        MTU=
+        MACSPOOF=
         """)
     assert not any(isinstance(a, Write) for a in setup(parse_nic_env(BRIDGED), bindings_dir="/b"))
 
