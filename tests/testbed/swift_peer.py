@@ -177,6 +177,9 @@ def stop(grace: float = 5.0) -> None:
             time.sleep(0.05)
         _reap()
         if not _ours():
+            # A process that is exiting is no longer "ours" (its command line is gone) but
+            # not yet a zombie: wait for our children to be reaped, not only polled.
+            _reap(wait=grace)
             return
 
 
@@ -282,10 +285,13 @@ def _spawn(host: Host, name: str, argv: Sequence[str]) -> subprocess.Popen[bytes
 _children: dict[int, subprocess.Popen[bytes]] = {}
 
 
-def _reap() -> None:
-    """Collect the exit status of the processes this process started and that ended."""
+def _reap(wait: float = 0.0) -> None:
+    """Collect the exit status of the processes this process started and that ended (with
+    ``wait``, give each up to that many seconds to end)."""
     for pid, child in list(_children.items()):
-        if child.poll() is not None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(wait) if wait else child.poll()
+        if child.returncode is not None:
             del _children[pid]
 
 
