@@ -29,6 +29,7 @@ from snf.common.errors import SnfError
 
 from .agent import decode, encode
 from .helper_image import HelperFiles
+from .tsc import host_tsc_khz
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +51,16 @@ def qemu_argv(
     *,
     accel: str,
     memory_mib: int,
+    tsc_khz: int | None = None,
 ) -> list[str]:
+    kernel_args = f"console=ttyS0 quiet panic=-1 pci=off snf.fs={fstype}"
+    if tsc_khz:  # no TSC calibration: it can fail, and hang the boot, on a busy node
+        kernel_args += f" tsc_early_khz={tsc_khz}"
     argv = [
         QEMU, "-accel", accel, "-M", "microvm,rtc=on", "-m", str(memory_mib), "-smp", "1",
         "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
         "-kernel", str(files.kernel), "-initrd", str(files.initrd),
-        "-append", f"console=ttyS0 quiet panic=-1 pci=off snf.fs={fstype}",
+        "-append", kernel_args,
         "-chardev", f"file,id=console,path={console}", "-serial", "chardev:console",
         "-drive", f"file={disk},format=raw,if=none,id=disk,cache=writeback,discard=unmap",
         "-device", "virtio-blk-device,drive=disk",
@@ -96,8 +101,9 @@ class HelperVM:
         self.listener.bind(str(sock_path))
         self.listener.listen(1)
         argv = qemu_argv(
-            files, disk, fstype, sock_path, self.console, accel=accel, memory_mib=memory_mib
-        )
+            files, disk, fstype, sock_path, self.console,
+            accel=accel, memory_mib=memory_mib, tsc_khz=host_tsc_khz(),
+        )  # fmt: skip
         self.started = time.monotonic()
         self.process = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from snf.common.errors import SnfError
 from snf.common.rapi import RapiClient, fingerprint_of_pem, ha1_users_line
+from snf.image.tsc import host_tsc_khz
 
 from . import namespaces, plan
 from .namespaces import Host, sh
@@ -196,11 +197,13 @@ def _prepare_node_dirs(node: plan.NodePlan, hosts: Path) -> dict[str, Path]:
 
 
 def _init_argv(cluster: plan.ClusterPlan, kernel: Path) -> list[str]:
+    tsc_khz = host_tsc_khz()  # spares the guests a TSC calibration that can hang them
     kvm = ",".join(
         [
             f"kvm_path={QEMU}",
             "kvm_flag=disabled",  # TCG: nested KVM hangs on these machines
             f"kernel_path={kernel}",
+            f"kernel_args=ro tsc_early_khz={tsc_khz}" if tsc_khz else "kernel_args=ro",
             "initrd_path=",
             "serial_console=true",
             "vnc_bind_address=",
