@@ -9,6 +9,8 @@ MODEL_MODULES = [
     "snf.portal.identity.models",
     "snf.portal.projects_models",
     "snf.portal.pithos.models",
+    "snf.portal.images.models",
+    "snf.portal.compute.models",
     "snf.quota.models",
 ]
 

@@ -1,0 +1,1 @@
+"""The compute service (Cyclades): backends, flavors and servers over Ganeti's RAPI."""
