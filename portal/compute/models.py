@@ -81,6 +81,9 @@ class Server(Base):
     job_id: Mapped[int | None] = mapped_column(BigInteger)
     serial: Mapped[int | None] = mapped_column(BigInteger)
     action_started: Mapped[float | None] = mapped_column(Float)
+    #: The quota this server holds now (resource -> quantity, from accepted commissions):
+    #: what deleting it releases.
+    charges: Mapped[dict[str, Any]] = mapped_column(default=dict)
     meta: Mapped[dict[str, Any]] = mapped_column(default=dict)
     key_names: Mapped[list[str]] = mapped_column(JSON, default=list)
     #: The last failure shown to the user: ``{"code", "message", "details", "created"}``.

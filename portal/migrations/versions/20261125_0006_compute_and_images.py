@@ -2,7 +2,7 @@
 
 Revision ID: 0006
 Revises: 0005
-Create Date: 2026-11-25 01:20:49.004365
+Create Date: 2026-11-25 01:21:59.945197
 """
 
 from __future__ import annotations
@@ -72,6 +72,7 @@ def upgrade() -> None:
         sa.Column("job_id", sa.BigInteger(), nullable=True),
         sa.Column("serial", sa.BigInteger(), nullable=True),
         sa.Column("action_started", sa.Float(), nullable=True),
+        sa.Column("charges", sa.JSON(), nullable=False),
         sa.Column("meta", sa.JSON(), nullable=False),
         sa.Column("key_names", sa.JSON(), nullable=False),
         sa.Column("fault", sa.JSON(), nullable=True),
