@@ -60,11 +60,13 @@ def create_app(config: Config | None = None, **overrides: Any) -> Flask:
 
     from .account import bp as account_bp
     from .identity.api import bp as identity_bp
+    from .images import api as images
     from .pithos import api as pithos
 
     app.register_blueprint(identity_bp)
     app.register_blueprint(account_bp)
     pithos.init_app(app)
+    images.init_app(app)
     if config.saml.enabled:
         from .identity.saml import bp as saml_bp
 
