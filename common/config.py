@@ -203,6 +203,27 @@ class PithosConfig:
 
 
 @dataclass(frozen=True)
+class ComputeConfig:
+    """[compute]: servers on the registered Ganeti clusters (`snf-portal backend add`).
+
+    New instances run the OS os (snf-image) and get NICs on default_networks (Ganeti
+    network names) unless a request names others, which must be in public_networks. RAPI
+    passwords of backends are kept in backend_secrets_dir (root only). A backend's free
+    memory and disk are read again when older than capacity_seconds. The reconciler
+    (`snf-portal reconcile`) gives up on an action recorded without a job after
+    build_grace_seconds.
+    """
+
+    os: str = "snf-image+default"
+    default_networks: list[str] = field(default_factory=list)
+    public_networks: list[str] = field(default_factory=list)
+    backend_secrets_dir: Path = Path("/etc/snf/backends")
+    capacity_seconds: int = 30
+    build_grace_seconds: int = 300
+    rapi_timeout: int = 30
+
+
+@dataclass(frozen=True)
 class HooksConfig:
     """[hooks]: Ganeti hooks and the event daemon.
 
@@ -338,6 +359,7 @@ class Config:
     saml: SamlConfig = field(default_factory=SamlConfig)
     oidc: OidcConfig = field(default_factory=OidcConfig)
     pithos: PithosConfig = field(default_factory=PithosConfig)
+    compute: ComputeConfig = field(default_factory=ComputeConfig)
     hooks: HooksConfig = field(default_factory=HooksConfig)
     image: ImageConfig = field(default_factory=ImageConfig)
     network: NetworkConfig = field(default_factory=NetworkConfig)

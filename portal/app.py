@@ -59,6 +59,7 @@ def create_app(config: Config | None = None, **overrides: Any) -> Flask:
     errors.init_app(app)
 
     from .account import bp as account_bp
+    from .compute import api as compute
     from .identity.api import bp as identity_bp
     from .images import api as images
     from .pithos import api as pithos
@@ -67,6 +68,7 @@ def create_app(config: Config | None = None, **overrides: Any) -> Flask:
     app.register_blueprint(account_bp)
     pithos.init_app(app)
     images.init_app(app)
+    compute.init_app(app)
     if config.saml.enabled:
         from .identity.saml import bp as saml_bp
 

@@ -14,6 +14,7 @@
     snf-portal project add-member PROJECT USER | project remove-member PROJECT USER
     snf-portal project applications | project approve|deny PROJECT [--app-id N] [--reason R]
     snf-portal pithos reconcile [--dry-run]     (version maps left without a version by crashes)
+    snf-portal backend|flavor|reconcile ...      (compute: see snf.portal.compute.cli)
 
 USER is a UUID or an email.  Tokens are printed once, when issued: only their SHA-256 is
 kept.  The database is ``[portal] database_url`` of /etc/snf/snf.toml.
@@ -33,6 +34,7 @@ from snf.common.config import Config, load_config
 from snf.common.errors import InvalidInput
 
 from . import migrate
+from .compute import cli as compute_cli
 
 
 def _read_password(args: argparse.Namespace) -> str | None:
@@ -317,6 +319,7 @@ def main(argv: list[str]) -> int:
         "reconcile", help="remove version maps that no version names (left by crashes)"
     )
     q.add_argument("--dry-run", action="store_true")
+    compute_cli.add_parsers(sub)
     args = parser.parse_args(argv)
     config = load_config(args.config_dir)
 
@@ -328,6 +331,9 @@ def main(argv: list[str]) -> int:
         return 0
     commands = {"serve": _serve, "user": _user_cmd, "service": _service_cmd, "token": _token_cmd,
                 "quota": _quota_cmd, "project": _project_cmd, "pithos": _pithos_cmd}  # fmt: skip
+    if args.command in compute_cli.COMMANDS:
+        command = compute_cli.COMMANDS[args.command]
+        return _with_session(config, lambda session: command(session, config, args))
     return commands[args.command](config, args)
 
 
