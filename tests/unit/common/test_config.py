@@ -287,7 +287,7 @@ def test_unknown_section_suggests(tmp_path: Path) -> None:
 
 def test_unknown_section_without_close_match(tmp_path: Path) -> None:
     write(tmp_path / "snf.toml", "[zzzzzz]\n")
-    known = "unknown section (known: store, portal, login, mail, saml, oidc, pithos, hooks,"
+    known = "unknown section (known: store, portal, login, mail, saml, oidc, pithos, compute,"
     assert known in load_error(tmp_path)
 
 
