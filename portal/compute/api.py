@@ -246,6 +246,8 @@ def show_flavor(flavor_id: str) -> Response:
 
 
 def init_app(app: Flask) -> None:
+    from . import images  # noqa: F401 - its routes join the blueprint
+
     for version in VERSIONS:
         prefix = f"/compute/{version}"
         app.register_blueprint(bp, url_prefix=prefix, name=f"compute_{version.replace('.', '_')}")

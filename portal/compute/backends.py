@@ -14,6 +14,7 @@ import os
 import re
 import time
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -119,15 +120,31 @@ def remove(session: Session, name: str) -> None:
     session.delete(backend)
 
 
-def refresh_capacity(backend: Backend, rapi: RapiClient) -> None:
-    memory = disk = 0
-    for node in rapi.nodes(bulk=True):
-        if node.get("offline") or node.get("drained") or not node.get("vm_capable", True):
-            continue
-        memory += int(node.get("mfree") or 0)
-        disk += int(node.get("dfree") or 0)
-    backend.free_memory_mib, backend.free_disk_mib = memory, disk
+def usable_nodes(nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The nodes that may take new instances (online, undrained, VM-capable)."""
+    return [
+        n for n in nodes if not (n.get("offline") or n.get("drained")) and n.get("vm_capable", True)
+    ]
+
+
+def refresh_capacity(backend: Backend, nodes: list[dict[str, Any]]) -> None:
+    usable = usable_nodes(nodes)
+    backend.free_memory_mib = sum(int(n.get("mfree") or 0) for n in usable)
+    backend.free_disk_mib = sum(int(n.get("dfree") or 0) for n in usable)
     backend.capacity_updated = time.time()
+
+
+def pick_node(nodes: list[dict[str, Any]], flavor: Flavor) -> str:
+    """The primary node for a new server: the usable node with the most free memory that
+    holds it.  Chosen here rather than by an iallocator, whose N+1 check refuses every
+    ``ext`` instance on a one-node cluster."""
+    disk_mib = flavor.disk * 1024 if needs_local_disk(flavor) else 0
+    fitting = [n for n in usable_nodes(nodes) if int(n.get("mfree") or 0) >= flavor.ram
+               and int(n.get("dfree") or 0) >= disk_mib and n.get("name")]  # fmt: skip
+    if not fitting:
+        raise ApiError(503, f"no node has room for a server of flavor {flavor.name}",
+                       fault="serviceUnavailable")  # fmt: skip
+    return str(max(fitting, key=lambda n: (int(n.get("mfree") or 0), n["name"]))["name"])
 
 
 def needs_local_disk(flavor: Flavor) -> bool:
@@ -145,7 +162,7 @@ def choose(session: Session, config: ComputeConfig, flavor: Flavor) -> Backend:
         if now - backend.capacity_updated > config.capacity_seconds:
             try:
                 with client(backend, config) as rapi:
-                    refresh_capacity(backend, rapi)
+                    refresh_capacity(backend, rapi.nodes(bulk=True))
             except RapiError as exc:
                 log.warning("backend %s: cannot read its capacity: %s", backend.name, exc)
                 backend.free_memory_mib = backend.free_disk_mib = 0

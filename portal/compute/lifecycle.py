@@ -67,7 +67,7 @@ def disks_for(flavor: Flavor, map_name: str) -> tuple[str, list[dict[str, Any]]]
     return flavor.disk_template, [{"size": size}]
 
 
-def _fail_submit(session: Session, server: Server, exc: RapiError) -> ApiError:
+def _fail_submit(session: Session, server: Server, exc: Exception) -> ApiError:
     charges.reject(session, server)
     log.warning("server %s: %s job not submitted: %s", server.id, server.action, exc)
     server.action, server.action_args, server.action_started = None, {}, None
@@ -112,15 +112,16 @@ def create(
         osparams["img_personality"] = json.dumps(request.personality)
     try:
         with backends.client(backend, config) as rapi:
+            node = backends.pick_node(rapi.nodes(bulk=True), flavor)
             server.job_id = rapi.create_instance(
-                server.instance_name, disk_template=template, disks=disks,
+                server.instance_name, disk_template=template, disks=disks, pnode=node,
                 nics=[{"network": name} for name in networks], os=config.os,
                 beparams={"vcpus": flavor.vcpus, "maxmem": flavor.ram, "minmem": flavor.ram},
                 osparams=osparams, osparams_secret={"img_passwd": password},
                 hypervisor=backend.hypervisor, tags=instance_tags(server),
                 wait_for_sync=False,
             )  # fmt: skip
-    except RapiError as exc:
+    except (RapiError, ApiError) as exc:
         server.deleted, server.operstate = True, "DESTROYED"
         raise _fail_submit(session, server, exc) from None
     session.commit()

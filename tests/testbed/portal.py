@@ -51,6 +51,18 @@ class Portal:
             raise RuntimeError(f"snf-portal {' '.join(argv)}: {proc.stderr.strip()}")
         return proc.stdout
 
+    def spawn(self, *argv: str, log: Path) -> subprocess.Popen[bytes]:
+        """Start a long-running ``snf-portal`` command (the reconciler) next to the portal;
+        the caller ends it."""
+        env = {**CLEAN_ENV, "SNF_CONFIG_DIR": str(self.config_dir)}
+        out = open(log, "ab")  # noqa: SIM115 - handed to the child
+        with out:
+            return subprocess.Popen([*lan().enter_argv(), "env", "-i",
+                                     *(f"{k}={v}" for k, v in env.items()),
+                                     str(VENV_BIN / "snf-portal"), *argv],
+                                    stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                                    start_new_session=True)  # fmt: skip
+
 
 def _probe(url: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
@@ -71,15 +83,15 @@ def start(
     ceph_conf: Path | None = None,
 ) -> Portal:
     """Start the portal: on ``database_url`` (default: SQLite under the state directory) and
-    on the ``dir`` block store, or with ``ceph_conf`` on RADOS (the testbed Ceph's pools
-    ``blocks`` and ``maps``)."""
+    on the ``dir`` block store the testbed's Ganeti nodes use too, or with ``ceph_conf`` on
+    RADOS (the testbed Ceph's pools ``blocks`` and ``maps``)."""
     stop()
     root = plan.STATE_DIR / "portal"
     etc = root / "etc"
     etc.mkdir(parents=True, exist_ok=True)
     url = database_url or f"sqlite:///{root / 'portal.db'}"
     if ceph_conf is None:
-        store = f'[store]\npath = "{root / "store"}"\n'
+        store = f'[store]\npath = "{plan.SHARED_STORE}"\n'
     else:
         store = f'[store]\nbackend = "rados"\nceph_conf = "{ceph_conf}"\n'
     (etc / "snf.toml").write_text(
