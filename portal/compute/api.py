@@ -107,7 +107,9 @@ def create_server() -> tuple[Response, int]:
     create = requests.create_request(json_body())
     server, password = lifecycle.create(db.session, settings(), user(), create)
     shown = views.server_detail(server, base()) | {"adminPass": password}
-    return jsonify(server=shown), 202
+    response = jsonify(server=shown)
+    response.headers["Location"] = f"{base()}/servers/{server.id}"
+    return response, 202
 
 
 @bp.get("/servers/<server_id>")

@@ -166,6 +166,7 @@ def linux_image(folder: Path, size: int = 64 * MiB) -> Path:
 @contextmanager
 def reconciler(portal: Any, log: Path, every: float = 1.0) -> Iterator[None]:
     """`snf-portal reconcile --every` next to the portal while the block runs."""
+    log.parent.mkdir(parents=True, exist_ok=True)
     proc = portal.spawn("reconcile", "--every", str(every), log=log)
     try:
         yield
