@@ -228,12 +228,19 @@ class HooksConfig:
     """[hooks]: Ganeti hooks and the event daemon.
 
     Events go to portal_url, authenticated with the token in service_token_file (readable
-    by root only). Events wait in spool_dir until the portal has accepted them.
+    by root only). Events wait in spool_dir until the portal has accepted them; each POST
+    gives up after timeout seconds, and a post-hook tries for at most hook_deliver_seconds
+    before it leaves its event to the spool. snf-eventd reads Ganeti's job queue and ssconf
+    files below ganeti_data_dir and remembers the jobs it reported in eventd_state_file.
     """
 
     portal_url: str = "http://127.0.0.1:8080"
     service_token_file: Path = Path("/etc/snf/service-token")
     spool_dir: Path = Path("/var/spool/snf/events")
+    timeout: float = 5.0
+    hook_deliver_seconds: float = 3.0
+    ganeti_data_dir: Path = Path("/var/lib/ganeti")
+    eventd_state_file: Path = Path("/var/lib/snf/eventd.state")
 
 
 @dataclass(frozen=True)
