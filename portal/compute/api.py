@@ -248,7 +248,9 @@ def show_flavor(flavor_id: str) -> Response:
 
 
 def init_app(app: Flask) -> None:
-    from . import images  # noqa: F401 - its routes join the blueprint
+    from . import images, quota_api  # noqa: F401 - images' routes join the blueprint
+
+    quota_api.init_app(app)
 
     for version in VERSIONS:
         prefix = f"/compute/{version}"
