@@ -1,0 +1,65 @@
+"""A server created through the compute API on Ganeti's KVM hypervisor (QEMU under TCG)
+reaches ACTIVE, and its guest prints, on the serial console, the host name that snf-image
+gave it."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.testbed import compute, guest, images, plan
+from tests.testbed.cluster import Cluster
+from tests.testbed.compute import Cloud
+
+pytestmark = [pytest.mark.ganeti, pytest.mark.kvm]
+FOLDER = plan.STATE_DIR / "compute-kvm"
+BACKEND = "c1-kvm"
+
+
+@pytest.fixture(scope="module")
+def cloud(cluster1: Cluster, portal: Any) -> Iterator[Cloud]:
+    """cluster1 registered a second time, for KVM instances (Debian's initrd, for the
+    virtio and ext4 modules), as the only open backend while the module runs."""
+    compute.ensure_backend(portal, cluster1)
+    info = cluster1.info
+    portal.snf_portal("backend", "add", BACKEND, "--host", info.address, "--user",
+                      info.rapi_user, "--password-stdin", "--pin", info.rapi_pin,
+                      "--hypervisor", "kvm", input=info.rapi_password + "\n")  # fmt: skip
+    others = [line.split("\t")[0] for line in portal.snf_portal("backend", "list").splitlines()]
+    others = [name for name in others if name != BACKEND]
+    for name in others:
+        portal.snf_portal("backend", "drain", name)
+    kernel = Path(cluster1.info.kernel)
+    initrd = kernel.parent / kernel.name.replace("vmlinuz-", "initrd.img-")
+    cluster1.gnt("gnt-cluster", "modify", "-H", f"kvm:initrd_path={initrd}")
+    cloud = compute.new_user(portal, f"kvm-{uuid.uuid4().hex[:8]}@example.test")
+    cloud.flavor = compute.ensure_flavor(portal, "kvm-small", 1, 256, 1)
+    cloud.upload("images", "linux.raw", compute.linux_image(FOLDER).read_bytes())
+    cloud.image = cloud.register_image("linux", "images", "linux.raw")
+    try:
+        with compute.reconciler(portal, FOLDER / "reconcile.log"):
+            yield cloud
+    finally:
+        cluster1.gnt("gnt-cluster", "modify", "-H", "kvm:initrd_path=")
+        portal.snf_portal("backend", "remove", BACKEND)
+        for name in others:
+            portal.snf_portal("backend", "undrain", name)
+        for path in sorted(FOLDER.rglob("*"), reverse=True):
+            path.rmdir() if path.is_dir() else path.unlink()
+
+
+def test_a_kvm_server_boots_with_its_customized_hostname(cloud: Cloud, cluster1: Cluster) -> None:
+    server = cloud.create_server("vm-kvm", cloud.image, cloud.flavor)
+    name = f"snf-{server['id']}"
+    try:
+        cloud.wait_status(server["id"], "ACTIVE", timeout=300)
+        sock = f"/run/ganeti/kvm-hypervisor/ctrl/{name}.serial"
+        want = f"{images.HELLO} hostname={name} ".encode()
+        output, _ = cluster1.master.call(guest.read_console_until, sock, want, 240.0)
+        assert want in output
+    finally:
+        cloud.delete_server(server["id"])
