@@ -12,6 +12,7 @@ import logging
 from . import (
     bench_archipelago,
     bench_commissions,
+    bench_compute,
     bench_image,
     bench_nfdhcpd,
     bench_pithos,
@@ -26,6 +27,7 @@ BENCHMARKS = {
     "commissions": bench_commissions.run,
     "pithos": bench_pithos.run,
     "image": bench_image.run,
+    "compute": bench_compute.run,
     "nfdhcpd": bench_nfdhcpd.run,
 }
 

@@ -81,10 +81,12 @@ def start(
     base_url: str = BASE_URL,
     workers: int = 2,
     ceph_conf: Path | None = None,
+    extra_config: str = "",
 ) -> Portal:
     """Start the portal: on ``database_url`` (default: SQLite under the state directory) and
     on the ``dir`` block store the testbed's Ganeti nodes use too, or with ``ceph_conf`` on
-    RADOS (the testbed Ceph's pools ``blocks`` and ``maps``)."""
+    RADOS (the testbed Ceph's pools ``blocks`` and ``maps``); ``extra_config`` is appended
+    to its snf.toml."""
     stop()
     root = plan.STATE_DIR / "portal"
     etc = root / "etc"
@@ -97,7 +99,7 @@ def start(
     (etc / "snf.toml").write_text(
         f'[portal]\nbind = "{plan.SVC_ADDRESS}:{PORT}"\nbase_url = "{base_url}"\n'
         f'database_url = "{url}"\nsecret_key_file = "{root / "secret"}"\nworkers = {workers}\n'
-        f'[mail]\noutbox_dir = "{root / "outbox"}"\n' + store
+        f'[mail]\noutbox_dir = "{root / "outbox"}"\n' + store + extra_config
     )
     env = {**CLEAN_ENV, "SNF_CONFIG_DIR": str(etc)}
     # Inside the lan namespace: the database may be the testbed's PostgreSQL.
