@@ -248,9 +248,10 @@ def show_flavor(flavor_id: str) -> Response:
 
 
 def init_app(app: Flask) -> None:
-    from . import images, quota_api  # noqa: F401 - images' routes join the blueprint
+    from . import events_api, images, quota_api  # noqa: F401 - images' routes join the blueprint
 
     quota_api.init_app(app)
+    events_api.init_app(app)
 
     for version in VERSIONS:
         prefix = f"/compute/{version}"
