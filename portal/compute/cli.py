@@ -15,12 +15,14 @@ import logging
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 
 from snf.common.config import Config
 from snf.common.errors import Conflict, InvalidInput, NotFound
+from snf.common.rapi import fingerprint_of_pem
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +38,8 @@ def add_parsers(sub: Any) -> None:
     q.add_argument("--password-stdin", action="store_true", required=True)
     pin = q.add_mutually_exclusive_group(required=True)
     pin.add_argument("--pin", help="SHA-256 fingerprint of the RAPI certificate")
+    pin.add_argument("--pin-from", type=Path, metavar="PEM",
+                     help="pin the certificate in this copy of the master's rapi.pem")  # fmt: skip
     pin.add_argument("--no-pin", action="store_true", help="verify against the system CAs")
     q.add_argument("--hypervisor", help="for new instances (default: the cluster's)")
     actions.add_parser("list")
@@ -64,10 +68,15 @@ def _backend(session: Any, config: Config, args: argparse.Namespace) -> int:
         password = sys.stdin.readline().rstrip("\n")
         if not password:
             raise InvalidInput("give the RAPI password on standard input")
+        pin = args.pin
+        if args.pin_from is not None:
+            try:
+                pin = fingerprint_of_pem(args.pin_from.read_text(encoding="ascii"))
+            except (OSError, UnicodeDecodeError) as exc:
+                raise InvalidInput(f"cannot read {args.pin_from}: {exc}") from None
         backend, cluster = backends.add(
             session, config.compute, args.name, args.host, username=args.user,
-            password=password, pin=None if args.no_pin else args.pin, port=args.port,
-            hypervisor=args.hypervisor,
+            password=password, pin=pin, port=args.port, hypervisor=args.hypervisor,
         )  # fmt: skip
         print(f"backend {backend.name}: cluster {cluster} at {args.host}:{args.port}")
     elif args.action == "list":

@@ -54,12 +54,21 @@ def test_users_tokens_services_quotas_and_projects(conf: list[str], capsys, monk
         (["user", "add", "not-an-email"], "not an email address"),
         (["user", "show", "nobody@example.test"], "no user nobody@example.test"),
         (["quota", "set", "nobody@example.test", "cyclades.vm", "1"], "no user"),
+        (["backend", "drain", "nowhere"], "no backend 'nowhere'"),
+        (["backend", "add", "Bad_Name", "--host", "127.0.0.1", "--user", "u",
+          "--password-stdin", "--no-pin"], "bad backend name"),
+        (["backend", "add", "c9", "--host", "127.0.0.1", "--port", "9", "--user", "u",
+          "--password-stdin", "--no-pin"], "cannot talk to RAPI at 127.0.0.1:9"),
+        (["backend", "add", "c9", "--host", "127.0.0.1", "--user", "u", "--password-stdin",
+          "--pin-from", "/nonexistent.pem"], "cannot read /nonexistent.pem"),
+        (["flavor", "add", "f", "--vcpus", "0", "--ram", "1", "--disk", "1"], "--vcpus"),
+        (["flavor", "remove", "nothing"], "no flavor 'nothing'"),
     ],
-)
+)  # fmt: skip
 def test_errors_are_one_line(conf: list[str], argv: list[str], message: str) -> None:
     proc = subprocess.run(
         [sys.executable, "-c", "from snf.portal.cli import cli; cli()", *conf, *argv],
-        capture_output=True, text=True,
+        capture_output=True, text=True, input="secret\n",
     )  # fmt: skip
     assert proc.returncode != 0
     assert proc.stderr.count("\n") == 1 and message in proc.stderr
@@ -98,3 +107,18 @@ def test_moderation(conf: list[str], capsys) -> None:
             accounts.current_api_token(session, accounts.find_user(session, "bad@example.test"))
             is None
         )
+
+
+def test_flavors_and_an_empty_reconcile(conf: list[str], capsys) -> None:
+    main([*conf, "flavor", "add", "small", "--vcpus", "1", "--ram", "512", "--disk", "5"])
+    flavor = capsys.readouterr().out.strip()
+    main([*conf, "flavor", "add", "copy", "--vcpus", "1", "--ram", "512", "--disk", "5",
+          "--template", "file"])  # fmt: skip
+    main([*conf, "flavor", "list"])
+    listed = capsys.readouterr().out
+    assert f"{flavor}\tsmall\t1 vcpus\t512 MiB\t5 GiB\text_archipelago" in listed
+    assert "\tcopy\t" in listed and "\tfile" in listed
+    main([*conf, "flavor", "remove", "small"])
+    main([*conf, "flavor", "list"])
+    assert "small" not in capsys.readouterr().out
+    assert main([*conf, "reconcile"]) == 0  # no backend: nothing to do
