@@ -16,7 +16,8 @@ from snf.common.config import ComputeConfig
 from ..errors import ApiError
 from ..extensions import db
 from ..jsonapi import json_body, principal
-from . import lifecycle, requests, views
+from ..pithos.api import store as pithos_store
+from . import lifecycle, requests, snapshots, views
 from .models import Flavor, Server
 
 bp = Blueprint("compute", __name__)
@@ -140,12 +141,14 @@ ACTION_NAMES = {"start": "start", "os-start": "start", "shutdown": "stop", "os-s
 
 
 @bp.post("/servers/<server_id>/action")
-def server_action(server_id: str) -> tuple[str, int]:
+def server_action(server_id: str) -> tuple[str | Response, int]:
     server = server_of(server_id, deleted=False)
     body = json_body()
     if len(body) != 1:
         raise ApiError(400, "send exactly one action")
     ((name, args),) = body.items()
+    if name == "createImage":
+        return create_image(server, args)
     action = ACTION_NAMES.get(name)
     if name in ("rebuild", "changePassword", "console"):
         raise ApiError(501, f"{name} is not supported", fault="notImplemented")
@@ -166,6 +169,19 @@ def server_action(server_id: str) -> tuple[str, int]:
         flavor = lifecycle.flavor_for_create(session, requests.flavor_ref(ref))
         lifecycle.resize(session, config, server, flavor)
     return "", 202
+
+
+def create_image(server: Server, args: Any) -> tuple[Response, int]:
+    """Snapshot the server's disk into a new image (OpenStack's createImage)."""
+    if not isinstance(args, dict) or "name" not in args:
+        raise ApiError(400, 'createImage needs {"name": ...}')
+    name = requests.text(args["name"], "image name")
+    metadata = requests.metadata(args.get("metadata", {}))
+    image = snapshots.snapshot_server(db.session, settings(), pithos_store(), server, name,
+                                      metadata)  # fmt: skip
+    response = jsonify(image_id=str(image.id))
+    response.headers["Location"] = f"{base()}/images/{image.id}"
+    return response, 202
 
 
 # --- metadata ------------------------------------------------------------------------------

@@ -6,11 +6,13 @@ reconcile --every 1`) follows the jobs."""
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +51,25 @@ def _instance(cluster: Cluster, name: str) -> dict[str, Any] | None:
 def instance(cluster: Cluster, name: str) -> dict[str, Any] | None:
     """The instance's RAPI fields (None if there is no such instance)."""
     return lan().call(_instance, cluster, name)
+
+
+@contextmanager
+def disk_of(cluster: Cluster, name: str) -> Iterator[tuple[dict[str, Any], Path]]:
+    """The instance's archipelago volume (lookup record) and its filesystem, mounted from a
+    copy of the volume's content."""
+    fields = instance(cluster, name)
+    assert fields is not None
+    store = DirStore(plan.SHARED_STORE)
+    copy = FOLDER / f"{name}.raw"
+    try:
+        found = volumes.lookup_disk(store, fields["disk.uuids"][0])
+        assert found is not None
+        copy.write_bytes(volumes.peek(store, found["volume"], 0, found["size"]))
+        with images.mounted(copy) as root:
+            yield found, root
+    finally:
+        copy.unlink(missing_ok=True)
+        store.close()
 
 
 @pytest.fixture(scope="module")
@@ -91,19 +112,10 @@ def test_server_lifecycle_with_openstack_client(cloud: Cloud, cluster1: Cluster)
     assert fields["disk_template"] == "ext" and fields["oper_state"] is True
     assert f"snf:owner:{cloud.uuid}" in fields["tags"]
     # The disk is a thin clone of the image's map, customized by snf-image.
-    store = DirStore(plan.SHARED_STORE)
-    try:
-        found = volumes.lookup_disk(store, fields["disk.uuids"][0])
-        assert found is not None and found["origin"] == image_map(cloud, cloud.image)
-        copy = plan.STATE_DIR / "compute-tests" / "disk.raw"
-        size = volumes.load_map(store, found["volume"]).size
-        assert size == 1 << 30  # the flavor's disk
-        copy.write_bytes(volumes.peek(store, found["volume"], 0, size))
-        with images.mounted(copy) as root:
-            assert (root / "etc/hostname").read_text() == name + "\n"
-        copy.unlink()
-    finally:
-        store.close()
+    with disk_of(cluster1, name) as (found, root):
+        assert found["origin"] == image_map(cloud, cloud.image)
+        assert found["size"] == 1 << 30  # the flavor's disk
+        assert (root / "etc/hostname").read_text() == name + "\n"
     assert cloud.quota_usage("cyclades.vm") == 1
     assert cloud.quota_usage("cyclades.ram") == 128 * MiB
 
@@ -209,3 +221,30 @@ def test_bad_create_requests_leave_nothing(
     _, _, listed = cloud.api("GET", "/compute/v2.0/servers")
     assert listed["servers"] == []
     assert cloud.quota_usage("cyclades.vm") == 0
+
+
+def test_a_running_server_snapshotted_becomes_an_image_for_a_new_server(
+    cloud: Cloud, cluster1: Cluster
+) -> None:
+    marker = {"path": "/etc/snf-first", "contents": base64.b64encode(b"first\n").decode()}
+    first = cloud.create_server("vm-first", cloud.image, cloud.flavor, personality=[marker])
+    cloud.wait_status(first["id"], "ACTIVE")
+    status, got, body = cloud.api("POST", f"/compute/v2.0/servers/{first['id']}/action",
+                                  {"createImage": {"name": "first snapshot",
+                                                   "metadata": {"purpose": "test"}}})  # fmt: skip
+    assert status == 202, body
+    image = body["image_id"]
+    assert {k.lower(): v for k, v in got.items()}["location"].endswith(f"/images/{image}")
+    status, got, _ = cloud.api("HEAD", f"/image/v1.0/images/{image}")
+    meta = {k.lower(): v for k, v in got.items()}
+    assert status == 200 and "/snapshots/vm-first-" in meta["x-image-meta-location"]
+    assert meta["x-image-meta-size"] == str(1 << 30)
+    assert cloud.wait_status(first["id"], "ACTIVE")  # the server ran on
+    cloud.delete_server(first["id"])  # the snapshot does not need it
+
+    second = cloud.create_server("vm-second", image, cloud.flavor)
+    cloud.wait_status(second["id"], "ACTIVE")
+    with disk_of(cluster1, f"snf-{second['id']}") as (_, root):
+        assert (root / "etc/snf-first").read_bytes() == b"first\n"  # from the snapshot
+        assert (root / "etc/hostname").read_text() == f"snf-{second['id']}\n"  # its own
+    cloud.delete_server(second["id"])

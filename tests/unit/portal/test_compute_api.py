@@ -248,3 +248,20 @@ def test_request_checks() -> None:
     assert len(secret) == 12 and not secret.isalpha() and not secret.isdigit()
     assert charges.difference({"a": 2, "b": 1}, {"a": 2, "c": 4}) == {"b": 1, "c": -4}
     assert charges.add({"a": 2}, {"a": -2, "b": 1}) == {"b": 1}
+
+
+def test_create_image_checks_before_touching_anything(
+    client: FlaskClient, alice: dict[str, str], app: Flask, flavor: int
+) -> None:
+    with app.app_context():
+        building = _server(uuid.UUID(alice["uuid"]), flavor, operstate="BUILD")
+        orphan = _server(uuid.UUID(alice["uuid"]), flavor, operstate="STARTED")
+    for server, body, status in [
+        (building, {"createImage": {}}, 400),
+        (building, {"createImage": {"name": "s", "metadata": {"k": 1}}}, 400),
+        (building, {"createImage": {"name": "s"}}, 409),
+        (orphan, {"createImage": {"name": "s"}}, 409),  # no backend
+    ]:
+        answer = client.post(f"/compute/v2.0/servers/{server}/action", json=body,
+                             headers=auth(alice))  # fmt: skip
+        assert answer.status_code == status, answer.get_json()
