@@ -159,7 +159,7 @@
     const tr = el("tr");
     tr.dataset.id = String(server.id);
     const statusCell = el("td", undefined, "state");
-    statusCell.append(el("span", "", "status"), " ", el("span", "", "task"));
+    statusCell.append(el("span", "", "status"), " ", el("span", "", "task"), el("div", "", "fault"));
     const actions = el("td", undefined, "actions");
     for (const [name, label, body] of ACTIONS) {
       const b = el("button", label, name);
@@ -191,8 +191,10 @@
     shown.className = "status " + server.status;
     const task = server["SNF:task_state"];
     setText(tr, ".task", task ? "(" + task.toLowerCase() + ")" : "");
-    const fault = server.fault && server.fault.message;
-    tr.querySelector(".state").title = fault ? fault + ": " + (server.fault.details || "") : "";
+    // why a server is in ERROR (or why its last action failed): the message, details on hover
+    const fault = server.status === "ERROR" && server.fault ? server.fault : null;
+    setText(tr, ".fault", fault ? fault.message || "" : "");
+    tr.querySelector(".fault").title = fault ? fault.details || "" : "";
     const flavor = state.flavors.get(String(server.flavor && server.flavor.id));
     setText(tr, ".flavor", flavor ? flavor.name : String(server.flavor && server.flavor.id));
     const image = state.images.get(String(server.image && server.image.id));
