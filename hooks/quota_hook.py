@@ -116,8 +116,9 @@ def shape(env: Mapping[str, str], name: str) -> dict[str, Any]:
     if count > MAX_DISKS:
         raise Refused(f"instance {name}: {count} disks, more than {MAX_DISKS}")
     disk = sum(_number(env, f"GANETI_INSTANCE_DISK{i}_SIZE", name) for i in range(count))
-    status = env.get("GANETI_INSTANCE_STATUS", "")
-    return {"vcpus": vcpus, "memory_mib": memory, "disk_mib": disk, "running": status == "up"}
+    # An existing instance's admin state ("up"); instance-add gives its start flag ("True").
+    running = env.get("GANETI_INSTANCE_STATUS", "") in ("up", "True")
+    return {"vcpus": vcpus, "memory_mib": memory, "disk_mib": disk, "running": running}
 
 
 def refusal(request: QuotaRequest, status: int, answer: Any) -> str:

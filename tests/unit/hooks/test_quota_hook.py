@@ -29,7 +29,7 @@ def env(**changes: str) -> dict[str, str]:
         "GANETI_HOOKS_VERSION": "2", "GANETI_HOOKS_PHASE": "pre",
         "GANETI_HOOKS_PATH": "instance-add", "GANETI_OP_CODE": "OP_INSTANCE_CREATE",
         "GANETI_CLUSTER": "cluster1.example.test", "GANETI_MASTER": "node1.example.test",
-        "GANETI_INSTANCE_NAME": "vm1.example.test", "GANETI_INSTANCE_STATUS": "up",
+        "GANETI_INSTANCE_NAME": "vm1.example.test", "GANETI_INSTANCE_STATUS": "True",
         "GANETI_INSTANCE_VCPUS": "2", "GANETI_INSTANCE_MAXMEM": "512",
         "GANETI_INSTANCE_MINMEM": "512", "GANETI_INSTANCE_MEMORY": "512",
         "GANETI_INSTANCE_BE_vcpus": "2", "GANETI_INSTANCE_BE_maxmem": "512",
@@ -63,13 +63,14 @@ def test_request_from_the_environment() -> None:
                             "cluster": "cluster1.example.test", "vcpus": 2, "memory_mib": 512,
                             "disk_mib": 1280, "running": True}  # fmt: skip
     tagged = qh.request_for(env(GANETI_INSTANCE_TAGS=f"snf:owner:{OWNER} snf:project:{PROJECT}",
-                                GANETI_INSTANCE_STATUS="down"))  # fmt: skip
+                                GANETI_INSTANCE_STATUS="False"))  # fmt: skip
     assert tagged is not None and tagged.body["project"] == PROJECT
     assert tagged.body["running"] is False
     # A modify: the new vcpus/memory are INSTANCE_*, the BE_* ones are still the old ones.
     modify = qh.request_for(env(GANETI_HOOKS_PATH="instance-modify", GANETI_INSTANCE_VCPUS="4",
-                                GANETI_INSTANCE_MAXMEM="1024"))  # fmt: skip
-    assert modify is not None
+                                GANETI_INSTANCE_MAXMEM="1024",
+                                GANETI_INSTANCE_STATUS="up"))  # fmt: skip
+    assert modify is not None and modify.body["running"] is True
     assert (modify.op, modify.body["vcpus"], modify.body["memory_mib"]) == ("modify", 4, 1024)
     remove = qh.request_for(env(GANETI_HOOKS_PATH="instance-remove"))
     assert remove is not None and "vcpus" not in remove.body
