@@ -29,7 +29,7 @@ import sys
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,20 +60,20 @@ class QuotaRequest:
         return str(self.body["instance"])
 
 
-def is_master(env: Mapping[str, str], names: Callable[[], set[str]]) -> bool:
+def is_master(env: Mapping[str, str], names: Callable[[], Iterable[str]]) -> bool:
     """Whether this node is the master: ``GANETI_MASTER`` is one of its names (its host
     name, or that name fully qualified).  ``names`` is only called when there is a
-    master to compare with."""
+    master to compare with, and read only until one matches."""
     master = env.get("GANETI_MASTER", "").strip().lower()
-    return bool(master) and master in {name.lower() for name in names()}
+    return bool(master) and any(name.lower() == master for name in names())
 
 
-def node_names() -> set[str]:
+def node_names() -> Iterator[str]:
+    """This node's host name, then (a name lookup) its fully qualified name."""
     host = socket.gethostname()
-    names = {host}
+    yield host
     with contextlib.suppress(OSError):
-        names.add(socket.getfqdn(host))
-    return names
+        yield socket.getfqdn(host)
 
 
 def request_for(env: Mapping[str, str]) -> QuotaRequest | None:
@@ -172,13 +172,12 @@ def _json(err: urllib.error.HTTPError) -> Any:
         return None
 
 
-def run(env: Mapping[str, str], names: Callable[[], set[str]] = node_names) -> tuple[int, str]:
-    """The hook: (exit status, line to print; empty for nothing)."""
-    if not is_master(env, names):
-        return 0, ""
+def run(env: Mapping[str, str], names: Callable[[], Iterable[str]] = node_names) -> tuple[int, str]:
+    """The hook: (exit status, line to print; empty for nothing).  The tags are looked at
+    first, so that most instances pass without even a name lookup."""
     try:
         request = request_for(env)
-        if request is None:
+        if request is None or not is_master(env, names):
             return 0, ""
         try:
             config = load_config().hooks
@@ -200,6 +199,8 @@ def run(env: Mapping[str, str], names: Callable[[], set[str]] = node_names) -> t
                 return 0, f"{exc} (the stop goes on; the next start settles the quota)"
             raise
     except Refused as exc:
+        if not is_master(env, names):
+            return 0, ""
         line = str(exc)
         return 1, line if line.startswith("snf-quota:") else f"snf-quota: refused: {line}"
     charged = answer.get("charged") or {}
