@@ -142,9 +142,7 @@ def test_servers_page(browser: Any, portal: Any, cloud: Cloud) -> None:
     server_id = int(row.get_attribute("data-id"))
     assert cloud.wait_status(server_id, "ACTIVE")["name"] == NAME
     assert _buttons(browser) == {"start": False, "stop": True, "reboot": True, "delete": True,
-                                 "snapshot": False}  # fmt: skip
-    snapshot = row.find_element(By.CSS_SELECTOR, "button.snapshot")
-    assert snapshot.get_attribute("title") == "coming with volume snapshots"
+                                 "snapshot": True}  # fmt: skip
     # the password stays until dismissed, then it is nowhere on the page or in storage
     assert browser.find_element(By.ID, "server-password").text == password
     browser.find_element(By.ID, "password-done").click()
@@ -167,7 +165,15 @@ def test_servers_page(browser: Any, portal: Any, cloud: Cloud) -> None:
     assert ("ACTIVE", "(stopping)") in seen or seen[0] == ("STOPPED", ""), seen
     assert cloud.wait_status(server_id, "STOPPED")["SNF:task_state"] == ""
     assert _buttons(browser) == {"start": True, "stop": False, "reboot": False, "delete": True,
-                                 "snapshot": False}  # fmt: skip
+                                 "snapshot": True}  # fmt: skip
+    # A snapshot, named in the prompt, becomes an image to create servers from.
+    _press(browser, "snapshot")
+    prompt = browser.switch_to.alert
+    prompt.send_keys("web snapshot")
+    prompt.accept()
+    _status(browser, f"Saved a snapshot of server {NAME} as image web snapshot")
+    choices = [o.text for o in Select(browser.find_element(By.ID, "server-image")).options]
+    assert "web snapshot" in choices, choices
     _press(browser, "start")
     _status(browser, f"Starting server {NAME}")
     _watch(browser, "ACTIVE")

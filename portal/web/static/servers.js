@@ -144,6 +144,7 @@
       start: idle && s === "STOPPED",
       stop: idle && s === "ACTIVE",
       reboot: idle && s === "ACTIVE",
+      snapshot: idle && (s === "ACTIVE" || s === "STOPPED"),
       delete: idle && s !== "DELETED",
     };
   }
@@ -152,6 +153,7 @@
     ["start", "Start", { "os-start": null }],
     ["stop", "Stop", { "os-stop": null }],
     ["reboot", "Reboot", { "reboot": { "type": "SOFT" } }],
+    ["snapshot", "Snapshot", null],
     ["delete", "Delete", null],
   ];
 
@@ -167,11 +169,6 @@
       b.addEventListener("click", guarded(() => act(tr, name, body)));
       actions.append(b, " ");
     }
-    const snapshot = el("button", "Snapshot", "snapshot");
-    snapshot.type = "button";
-    snapshot.disabled = true;
-    snapshot.title = "coming with volume snapshots";
-    actions.append(snapshot);
     tr.append(el("td", "", "name"), statusCell, el("td", "", "flavor"), el("td", "", "image"),
               el("td", "", "created"), actions);
     return tr;
@@ -343,6 +340,13 @@
     const server = tr.server;
     const id = String(server.id);
     if (name === "delete" && !window.confirm("Delete server " + server.name + "?")) return;
+    let label = "";
+    if (name === "snapshot") {
+      label = window.prompt("Save the disk of " + server.name + " as an image named:",
+                            server.name + " snapshot") || "";
+      if (!label.trim()) return;
+      body = { "createImage": { "name": label.trim() } };
+    }
     const button = tr.querySelector("button." + name);
     button.dataset.busy = "1";
     button.disabled = true;
@@ -351,6 +355,12 @@
         await api("DELETE", "/servers/" + encodeURIComponent(id));
         state.deleting.set(id, server.name);
         status("Deleting server " + server.name + ".");
+      } else if (name === "snapshot") {
+        status("Saving a snapshot of server " + server.name + "…");
+        await api("POST", "/servers/" + encodeURIComponent(id) + "/action", body);
+        await loadChoices();
+        status("Saved a snapshot of server " + server.name + " as image " + label.trim() +
+               ": new servers can start from it.");
       } else {
         await api("POST", "/servers/" + encodeURIComponent(id) + "/action", body);
         status({ start: "Starting", stop: "Stopping", reboot: "Rebooting" }[name] +

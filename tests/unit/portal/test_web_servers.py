@@ -93,8 +93,8 @@ def test_the_script_never_writes_html_nor_stores_the_token() -> None:
              "localStorage", "sessionStorage", "document.cookie", "X-Auth-Token=")  # fmt: skip
     for word in risky:
         assert word not in text, word
-    # the snapshot button is there, but disabled until volume snapshots exist
-    assert "snapshot.disabled = true" in text and "coming with volume snapshots" in text
+    # a snapshot is the compute API's createImage, with a name the user confirms
+    assert '["snapshot", "Snapshot", null]' in text and '"createImage"' in text
 
 
 def test_the_token_endpoint_needs_the_csrf_token(browser: FlaskClient, alice: dict) -> None:
