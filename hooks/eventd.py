@@ -34,10 +34,10 @@ from types import FrameType
 
 from snf.common.cli import run_main
 from snf.common.config import HooksConfig, load_config
+from snf.common.inotify import IN_Q_OVERFLOW, Watch
 from snf.common.log import setup_from_config
 
 from . import jobs
-from .inotify import IN_Q_OVERFLOW, Watch
 from .spool import Backoff, Spool
 
 log = logging.getLogger("snf.hooks.eventd")

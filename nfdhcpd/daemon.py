@@ -33,12 +33,19 @@ from typing import Any
 from snf.common.cli import run_main
 from snf.common.config import NfdhcpdConfig, load_config
 from snf.common.errors import InvalidInput
+from snf.common.inotify import (
+    IN_CLOSE_WRITE,
+    IN_DELETE,
+    IN_MOVED_FROM,
+    IN_MOVED_TO,
+    IN_Q_OVERFLOW,
+    Watch,
+)
 from snf.common.log import setup_from_config
 
 from . import dhcp4, ipv6
 from .bindings import load_all, load_binding
 from .core import Kind, Responder, classify
-from .watch import IN_DELETE, IN_MOVED_FROM, IN_Q_OVERFLOW, Watch
 
 log = logging.getLogger("snf.nfdhcpd")
 MAC_TTL = 10.0
@@ -104,7 +111,12 @@ class Daemon:
         self.directory = cfg.bindings_dir
         self.directory.mkdir(parents=True, exist_ok=True)
         self.reload()
-        self.watch = Watch(str(self.directory))
+        self.watch = Watch(IN_CLOSE_WRITE | IN_MOVED_FROM | IN_MOVED_TO | IN_DELETE)
+        try:
+            self.watch.add(str(self.directory))
+        except OSError:
+            self.watch.close()
+            raise
         self.sender = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
         self.queues: list[Any] = []
         self.listener: socket.socket | None = None
@@ -251,7 +263,7 @@ class Daemon:
             ready, _, _ = select.select([*by_fd, self.watch.fd], [], [], next_ra - now)
             for fd in ready:
                 if fd == self.watch.fd:
-                    for mask, name in self.watch.events():
+                    for mask, _, name in self.watch.events():
                         if mask & IN_Q_OVERFLOW:
                             self.reload()
                         else:

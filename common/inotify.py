@@ -1,5 +1,5 @@
 """inotify through libc (the standard library has no binding): a non-blocking descriptor
-watching one or more directories."""
+watching one or more directories (nfdhcpd's bindings, the event daemon's job queue)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ import struct
 from collections.abc import Iterator
 
 IN_CLOSE_WRITE = 0x008
+IN_MOVED_FROM = 0x040
 IN_MOVED_TO = 0x080
+IN_DELETE = 0x200
 IN_Q_OVERFLOW = 0x4000
 _EVENT = struct.Struct("iIII")
 
