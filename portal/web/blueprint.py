@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Flask, current_app, url_for
 
 from ..identity.policies import enabled, policy
-from . import csrf, files_token, servers_token, session
+from . import csrf, page_tokens, session
 
 bp = Blueprint("ui", __name__, url_prefix="/ui", template_folder="templates",
                static_folder="static")  # fmt: skip
@@ -27,8 +27,7 @@ def init_app(app: Flask) -> None:
     from . import auth_views, dashboard, files, projects, servers  # noqa: F401  (routes join bp)
 
     session.init_app(app)
-    files_token.init_app(app)
-    servers_token.init_app(app)
+    page_tokens.init_app(app)
     app.register_blueprint(bp)
     app.jinja_env.globals.update(
         csrf_field=csrf.field, external_logins=external_logins, has_endpoint=_has_endpoint

@@ -5,7 +5,7 @@ Flask renders the page only; ``static/files.js`` does every file operation with 
 (and ``XMLHttpRequest`` for upload progress) against ``/object-store/v1/<uuid>/...``.  The
 page gets its short-lived ``X-Auth-Token`` from :func:`issue_token` (``POST
 /ui/files/token``, CSRF-protected like every form of the UI) and keeps it in a JavaScript
-variable: files_token.py says why a token rather than the session cookie.
+variable: page_tokens.py says why a token rather than the session cookie.
 
 Downloads do not put the token in a URL (``?X-Auth-Token=`` would land in access logs,
 the history and Referer headers): the page fetches the object with the token in a header,
@@ -21,16 +21,14 @@ script builds every row with ``textContent``: object names may hold any characte
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 
-from flask import jsonify, render_template, url_for
+from flask import render_template, url_for
 from flask_login import current_user, login_required
 from werkzeug.wrappers import Response
 
 from ..errors import fault
-from ..extensions import db
 from ..identity.models import User
-from . import csrf, files_token
+from . import csrf, page_tokens
 from .blueprint import bp
 
 log = logging.getLogger("snf.portal.ui")
@@ -71,19 +69,5 @@ def issue_token() -> Response:
     if not current_user.is_authenticated:
         return fault(401, "your session has ended: log in again", "unauthorized")
     user = _me()
-    token, row = files_token.issue(user)
-    db.session.commit()
-    assert row.expires is not None
-    expires = row.expires.astimezone(UTC)
-    body = jsonify(
-        {
-            "token": token,
-            "expires": expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "expires_in": max(0, int((expires - datetime.now(UTC)).total_seconds())),
-            "account": str(user.uuid),
-        }
-    )
-    body.headers["Cache-Control"] = "no-store"
-    body.headers["Pragma"] = "no-cache"
     log.info("%s got a file-browser token", user.email)
-    return body
+    return page_tokens.answer(page_tokens.FILES, user)

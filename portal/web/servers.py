@@ -6,7 +6,7 @@ Flask renders the page only; ``static/servers.js`` lists flavors, images and ser
 ``fetch`` against ``/compute/v2.0`` and polls ``/servers/detail`` every few seconds (no page
 reload).  Its ``X-Auth-Token`` comes from :func:`issue_token` (``POST /ui/servers/token``,
 CSRF-protected like every form of the UI), a token that works with the compute API only
-(servers_token.py).  The password a create returns is shown once, by the script, and kept
+(page_tokens.py).  The password a create returns is shown once, by the script, and kept
 nowhere.  API errors are shown as the OpenStack error body's message.
 
 The page sends the file browser's strict Content-Security-Policy (scripts from this origin
@@ -16,16 +16,14 @@ any printable character."""
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 
-from flask import jsonify, render_template, url_for
+from flask import render_template, url_for
 from flask_login import current_user, login_required
 from werkzeug.wrappers import Response
 
 from ..errors import fault
-from ..extensions import db
 from ..identity.models import User
-from . import csrf, servers_token
+from . import csrf, page_tokens
 from .blueprint import bp
 from .files import CSP
 
@@ -63,19 +61,5 @@ def issue_token() -> Response:
     if not current_user.is_authenticated:
         return fault(401, "your session has ended: log in again", "unauthorized")
     user = _me()
-    token, row = servers_token.issue(user)
-    db.session.commit()
-    assert row.expires is not None
-    expires = row.expires.astimezone(UTC)
-    body = jsonify(
-        {
-            "token": token,
-            "expires": expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "expires_in": max(0, int((expires - datetime.now(UTC)).total_seconds())),
-            "user": str(user.uuid),
-        }
-    )
-    body.headers["Cache-Control"] = "no-store"
-    body.headers["Pragma"] = "no-cache"
     log.info("%s got a servers-page token", user.email)
-    return body
+    return page_tokens.answer(page_tokens.SERVERS, user)

@@ -4,7 +4,7 @@ A session's id is ``<user uuid>:<epoch>``: bumping the user's ``session_epoch`` 
 everywhere, token renewal, password change, deactivation) ends every session at once, since
 Flask's signed cookies cannot be revoked one by one.  Logging in first clears the cookie
 store (no session fixation).  Ending a session, or all of them, also ends the user's file
-browser and servers-page tokens (files_token.py, servers_token.py)."""
+browser and servers-page tokens (page_tokens.py)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from werkzeug.wrappers import Response
 
 from ..extensions import db
 from ..identity.models import User
-from . import files_token, servers_token
+from . import page_tokens
 
 login_manager = LoginManager()
 
@@ -75,8 +75,7 @@ def start_session(user: User) -> None:
 def end_session() -> None:
     """Log out this browser (the caller commits: the file-browser tokens end with it)."""
     if current_user.is_authenticated:
-        files_token.revoke(current_user.user)
-        servers_token.revoke(current_user.user)
+        page_tokens.revoke(current_user.user)
     logout_user()
     session.clear()
 
@@ -84,5 +83,4 @@ def end_session() -> None:
 def end_all_sessions(user: User) -> None:
     """End every web session of ``user`` (the caller commits)."""
     user.session_epoch += 1
-    files_token.revoke(user)
-    servers_token.revoke(user)
+    page_tokens.revoke(user)

@@ -29,8 +29,7 @@ def cloud(cluster1: Cluster, portal: Any) -> Iterator[Cloud]:
         with compute.reconciler(portal, FOLDER / "reconcile.log"):
             yield cloud
     finally:
-        for path in sorted(FOLDER.rglob("*"), reverse=True):
-            path.rmdir() if path.is_dir() else path.unlink()
+        compute.remove_tree(FOLDER)
 
 
 def test_kamaki_server_lifecycle(cloud: Cloud, portal: Any) -> None:
@@ -61,9 +60,12 @@ def test_kamaki_server_lifecycle(cloud: Cloud, portal: Any) -> None:
 
 
 def _id(output: str) -> int:
-    """The id in kamaki's printout of a created server (``id: 12``)."""
+    """The id in kamaki's printout of a created server (``id: 12`` at the top level; the
+    flavor's and image's ids are indented under them)."""
     for line in output.splitlines():
-        key, _, value = line.strip().partition(":")
+        if line[:1].isspace():
+            continue
+        key, _, value = line.partition(":")
         if key == "id" and value.strip().isdigit():
             return int(value)
     raise AssertionError(f"no server id in kamaki's output:\n{output}")

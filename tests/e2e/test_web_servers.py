@@ -7,7 +7,6 @@ messages.  Uses test_web_ui.py's browser fixture and the testbed's compute helpe
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -28,17 +27,13 @@ NAME = 'web <b>vm</b> "1"'  # shown as text, never as HTML
 @pytest.fixture(scope="module")
 def cloud(cluster1: Cluster, portal: Any) -> Iterator[Cloud]:
     compute.ensure_backend(portal, cluster1)
-    cloud = compute.new_user(portal, f"web-servers-{uuid.uuid4().hex[:8]}@example.test")
-    cloud.flavor = compute.ensure_flavor(portal, "small", 1, 128, 1)
-    cloud.upload("images", "linux.raw", compute.linux_image(FOLDER).read_bytes())
-    cloud.image = cloud.register_image("web linux", "images", "linux.raw")
+    cloud = compute.user_with_image(portal, "web-servers", FOLDER, "web linux")
     portal.snf_portal("quota", "set", cloud.uuid, "cyclades.vm", "1")  # for the error case
     try:
         with compute.reconciler(portal, FOLDER / "reconcile.log"):
             yield cloud
     finally:
-        for path in sorted(FOLDER.rglob("*"), reverse=True):
-            path.rmdir() if path.is_dir() else path.unlink()
+        compute.remove_tree(FOLDER)
 
 
 def _row(driver: Any) -> Any:

@@ -3,7 +3,6 @@ one takes none, and with every backend drained a create is refused and leaves no
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -30,18 +29,14 @@ def instances(cluster: Cluster) -> list[str]:
 def cloud(cluster1: Cluster, cluster2: Cluster, portal: Any) -> Iterator[Cloud]:
     compute.ensure_backend(portal, cluster1)
     compute.ensure_backend(portal, cluster2)
-    cloud = compute.new_user(portal, f"backends-{uuid.uuid4().hex[:8]}@example.test")
-    cloud.flavor = compute.ensure_flavor(portal, "small", 1, 128, 1)
-    cloud.upload("images", "linux.raw", compute.linux_image(FOLDER).read_bytes())
-    cloud.image = cloud.register_image("linux", "images", "linux.raw")
+    cloud = compute.user_with_image(portal, "backends", FOLDER)
     try:
         with compute.reconciler(portal, FOLDER / "reconcile.log"):
             yield cloud
     finally:
-        for name in ("c1", "c2"):
+        for name in ("c1", "c2"):  # the tests drain them
             portal.snf_portal("backend", "undrain", name)
-        for path in sorted(FOLDER.rglob("*"), reverse=True):
-            path.rmdir() if path.is_dir() else path.unlink()
+        compute.remove_tree(FOLDER)
 
 
 def test_servers_spread_over_the_clusters(

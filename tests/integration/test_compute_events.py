@@ -7,7 +7,6 @@ in the node's spool and arrive once it is back."""
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -75,20 +74,18 @@ def latency(name: str, cluster: Cluster, server_id: int, opcode: str, seen: floa
 
 @pytest.fixture(scope="module")
 def cloud(cluster1: Cluster, portal: Any) -> Iterator[Cloud]:
-    compute.ensure_backend(portal, cluster1)
+    backend = compute.ensure_backend(portal, cluster1)
     token = portal.snf_portal("service", "add", f"events-{time.time_ns()}").strip()
     saved = eventd_node.configure(cluster1, tb_portal.BASE_URL, token)
     daemon = eventd_node.start(cluster1)
     try:
-        cloud = compute.new_user(portal, "events@example.test")
-        cloud.flavor = compute.ensure_flavor(portal, "small", 1, 128, 1)
-        cloud.upload("images", "linux.raw", compute.linux_image(FOLDER).read_bytes())
-        cloud.image = cloud.register_image("busybox linux", "images", "linux.raw")
-        yield cloud
+        cloud = compute.user_with_image(portal, "events", FOLDER, "busybox linux")
+        with compute.only_backend(portal, backend):
+            yield cloud
     finally:
         eventd_node.stop(daemon)
         eventd_node.unconfigure(saved)
-        subprocess.run(["rm", "-rf", str(FOLDER)], check=False)
+        compute.remove_tree(FOLDER)
         for name, values in sorted(FIGURES.items()):
             print(f"\n{name}: {', '.join(f'{v:.2f}' for v in values)} s")
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import json
-import subprocess
 import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -75,16 +74,13 @@ def disk_of(cluster: Cluster, name: str) -> Iterator[tuple[dict[str, Any], Path]
 @pytest.fixture(scope="module")
 def cloud(cluster1: Cluster, portal: Any) -> Iterator[Cloud]:
     require(OPENSTACK.exists(), "python-openstackclient is not installed (make deps)")
-    compute.ensure_backend(portal, cluster1)
-    cloud = compute.new_user(portal, "compute@example.test")
-    cloud.flavor = compute.ensure_flavor(portal, "small", 1, 128, 1)
-    cloud.upload("images", "linux.raw", compute.linux_image(FOLDER).read_bytes())
-    cloud.image = cloud.register_image("busybox linux", "images", "linux.raw")
+    backend = compute.ensure_backend(portal, cluster1)
+    cloud = compute.user_with_image(portal, "compute", FOLDER, "busybox linux")
     try:
-        with compute.reconciler(portal, FOLDER / "reconcile.log"):
+        with compute.only_backend(portal, backend), compute.reconciler(portal, FOLDER / "r.log"):
             yield cloud
     finally:
-        subprocess.run(["rm", "-rf", str(FOLDER)], check=False)
+        compute.remove_tree(FOLDER)
 
 
 def image_map(cloud: Cloud, image_id: str) -> str:

@@ -4,7 +4,6 @@ gave it."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,27 +28,17 @@ def cloud(cluster1: Cluster, portal: Any) -> Iterator[Cloud]:
     portal.snf_portal("backend", "add", BACKEND, "--host", info.address, "--user",
                       info.rapi_user, "--password-stdin", "--pin", info.rapi_pin,
                       "--hypervisor", "kvm", input=info.rapi_password + "\n")  # fmt: skip
-    others = [line.split("\t")[0] for line in portal.snf_portal("backend", "list").splitlines()]
-    others = [name for name in others if name != BACKEND]
-    for name in others:
-        portal.snf_portal("backend", "drain", name)
     kernel = Path(cluster1.info.kernel)
     initrd = kernel.parent / kernel.name.replace("vmlinuz-", "initrd.img-")
     cluster1.gnt("gnt-cluster", "modify", "-H", f"kvm:initrd_path={initrd}")
-    cloud = compute.new_user(portal, f"kvm-{uuid.uuid4().hex[:8]}@example.test")
-    cloud.flavor = compute.ensure_flavor(portal, "kvm-small", 1, 256, 1)
-    cloud.upload("images", "linux.raw", compute.linux_image(FOLDER).read_bytes())
-    cloud.image = cloud.register_image("linux", "images", "linux.raw")
+    cloud = compute.user_with_image(portal, "kvm", FOLDER, flavor=("kvm-small", 1, 256, 1))
     try:
-        with compute.reconciler(portal, FOLDER / "reconcile.log"):
+        with compute.only_backend(portal, BACKEND), compute.reconciler(portal, FOLDER / "r.log"):
             yield cloud
     finally:
         cluster1.gnt("gnt-cluster", "modify", "-H", "kvm:initrd_path=")
         portal.snf_portal("backend", "remove", BACKEND)
-        for name in others:
-            portal.snf_portal("backend", "undrain", name)
-        for path in sorted(FOLDER.rglob("*"), reverse=True):
-            path.rmdir() if path.is_dir() else path.unlink()
+        compute.remove_tree(FOLDER)
 
 
 def test_a_kvm_server_boots_with_its_customized_hostname(cloud: Cloud, cluster1: Cluster) -> None:

@@ -7,9 +7,11 @@ so quotas do not mix)."""
 from __future__ import annotations
 
 import json
+import shutil
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -154,6 +156,21 @@ def new_user(portal: Any, email: str) -> Cloud:
     return Cloud(portal=portal, url=portal.base_url, uuid=uuid, email=email, token=token)
 
 
+def user_with_image(portal: Any, prefix: str, folder: Path, image_name: str = "linux",
+                    flavor: tuple[str, int, int, int] = ("small", 1, 128, 1)) -> Cloud:  # fmt: skip
+    """A new user (``<prefix>-<random>@example.test``) with a flavor (name, vcpus, MiB,
+    GiB) and the small Linux image uploaded to ``images/linux.raw`` and registered."""
+    cloud = new_user(portal, f"{prefix}-{uuid.uuid4().hex[:8]}@example.test")
+    cloud.flavor = ensure_flavor(portal, *flavor)
+    cloud.upload("images", "linux.raw", linux_image(folder).read_bytes())
+    cloud.image = cloud.register_image(image_name, "images", "linux.raw")
+    return cloud
+
+
+def remove_tree(folder: Path) -> None:
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 def linux_image(folder: Path, size: int = 64 * MiB) -> Path:
     """A small bootable-looking Linux disk image (ext4 root with the test payload)."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -161,6 +178,23 @@ def linux_image(folder: Path, size: int = 64 * MiB) -> Path:
     if not raw.exists():
         images.build_disk(raw, size, images.build_root(folder / "root", payload=8 * MiB))
     return raw
+
+
+@contextmanager
+def only_backend(portal: Any, name: str) -> Iterator[None]:
+    """Drain every other backend while the block runs (so that new servers land on the
+    cluster the test inspects), then put back what was open."""
+    opened = []
+    for line in portal.snf_portal("backend", "list").splitlines():
+        other, _, state = line.split("\t")[:3]
+        if other != name and state == "open":
+            portal.snf_portal("backend", "drain", other)
+            opened.append(other)
+    try:
+        yield
+    finally:
+        for other in opened:
+            portal.snf_portal("backend", "undrain", other)
 
 
 @contextmanager

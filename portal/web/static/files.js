@@ -1,8 +1,8 @@
 /* The file browser (/ui/files): containers, folders and objects through the object-store
- * API, from this page.  See portal/web/files.py and files_token.py for the design.
+ * API, from this page.  See portal/web/files.py and page_tokens.py for the design.
  *
  * - The API token comes from POST /ui/files/token (with the session's CSRF token) and lives
- *   in the `token` variable only: never in storage, a cookie or a URL.  API requests send
+ *   in page_token.js's closure only: never in storage, a cookie or a URL.  API requests send
  *   it as X-Auth-Token and send no cookies (credentials: "omit").
  * - Downloads: fetch with the header, then a blob: URL typed application/octet-stream.
  * - Every name reaches the page through textContent, value or dataset, never as HTML.
@@ -16,38 +16,8 @@
   const $ = (id) => document.getElementById(id);
   const state = { container: "", prefix: "", items: [], emails: new Map(), share: null };
 
-  class Failure extends Error {
-    constructor(message, login) { super(message); this.login = Boolean(login); }
-  }
-
-  // --- the token ------------------------------------------------------------------------
-
-  let token = null;         // {value, renewAt}
-  let pendingToken = null;  // the request under way, shared by concurrent callers
-
-  function getToken(fresh) {
-    if (!fresh && token && Date.now() < token.renewAt) return Promise.resolve(token.value);
-    if (!pendingToken) {
-      pendingToken = requestToken().finally(() => { pendingToken = null; });
-    }
-    return pendingToken;
-  }
-
-  async function requestToken() {
-    token = null;
-    const r = await fetch(cfg.tokenUrl, {
-      method: "POST", credentials: "same-origin", cache: "no-store", redirect: "error",
-      headers: { "X-CSRF-Token": cfg.csrf, "Accept": "application/json" },
-    });
-    // 401: logged out elsewhere; 400: the session (and its CSRF token) is gone.
-    if (r.status === 401 || r.status === 400) {
-      throw new Failure("Your session has ended: log in again.", true);
-    }
-    if (!r.ok) throw new Failure("No token for the object store (" + r.status + "): reload the page.");
-    const body = await r.json();
-    token = { value: body.token, renewAt: Date.now() + body.expires_in * 900 };  // at 90%
-    return token.value;
-  }
+  const Failure = SnfFailure;
+  const getToken = snfPageToken(cfg.tokenUrl, cfg.csrf, "the object store");
 
   // --- the API --------------------------------------------------------------------------
 

@@ -22,38 +22,8 @@
     timer: null, polling: false, ended: false, pollError: "",
   };
 
-  class Failure extends Error {
-    constructor(message, login) { super(message); this.login = Boolean(login); }
-  }
-
-  // --- the token ------------------------------------------------------------------------
-
-  let token = null;         // {value, renewAt}
-  let pendingToken = null;  // the request under way, shared by concurrent callers
-
-  function getToken(fresh) {
-    if (!fresh && token && Date.now() < token.renewAt) return Promise.resolve(token.value);
-    if (!pendingToken) {
-      pendingToken = requestToken().finally(() => { pendingToken = null; });
-    }
-    return pendingToken;
-  }
-
-  async function requestToken() {
-    token = null;
-    const r = await fetch(cfg.tokenUrl, {
-      method: "POST", credentials: "same-origin", cache: "no-store", redirect: "error",
-      headers: { "X-CSRF-Token": cfg.csrf, "Accept": "application/json" },
-    });
-    // 401: logged out elsewhere; 400: the session (and its CSRF token) is gone.
-    if (r.status === 401 || r.status === 400) {
-      throw new Failure("Your session has ended: log in again.", true);
-    }
-    if (!r.ok) throw new Failure("No token for the compute API (" + r.status + "): reload the page.");
-    const body = await r.json();
-    token = { value: body.token, renewAt: Date.now() + body.expires_in * 900 };  // at 90%
-    return token.value;
-  }
+  const Failure = SnfFailure;
+  const getToken = snfPageToken(cfg.tokenUrl, cfg.csrf, "the compute API");
 
   // --- the API --------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from snf.portal.extensions import db
 from snf.portal.identity import accounts
 from snf.portal.identity import secrets as sec
 from snf.portal.identity.models import Token
-from snf.portal.web import files_token
+from snf.portal.web import page_tokens
 
 from .web_client import csrf, login, post_form
 
@@ -173,10 +173,10 @@ def test_renewing_the_api_token_ends_them_too(
 
 def test_a_user_holds_a_bounded_number(app: Flask, browser: FlaskClient, alice: dict) -> None:
     login(browser, alice["email"], "correct horse")
-    issued = [_files_token(browser) for _ in range(files_token.MOST_LIVE + 3)]
+    issued = [_files_token(browser) for _ in range(page_tokens.MOST_LIVE + 3)]
     with app.app_context():
         rows = db.session.scalars(select(Token).where(Token.kind == "web")).all()
-        assert len(rows) == files_token.MOST_LIVE
+        assert len(rows) == page_tokens.MOST_LIVE
         assert sec.digest(issued[-1]) in {r.digest for r in rows}
         user = accounts.find_user(db.session, alice["email"])
         assert accounts.current_api_token(db.session, user) is not None

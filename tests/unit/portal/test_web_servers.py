@@ -17,7 +17,7 @@ from snf.portal.extensions import db
 from snf.portal.identity import accounts
 from snf.portal.identity import secrets as sec
 from snf.portal.identity.models import Token
-from snf.portal.web import servers_token
+from snf.portal.web import page_tokens
 
 from .web_client import csrf, login, post_form
 
@@ -68,7 +68,7 @@ def test_the_page_renders_for_a_logged_in_user(browser: FlaskClient, alice: dict
     # the token is asked for by the script, never rendered into the page
     with browser.application.app_context():
         kinds = db.session.scalars(select(Token.kind)).all()
-        assert servers_token.KIND not in kinds
+        assert page_tokens.SERVERS.kind not in kinds
     assert 'href="/ui/servers"' in browser.get("/ui/").text  # the navigation links it
     script = browser.get("/ui/static/servers.js")
     assert script.status_code == 200 and "javascript" in script.mimetype
@@ -107,7 +107,7 @@ def test_the_token_endpoint_needs_the_csrf_token(browser: FlaskClient, alice: di
     assert r.status_code == 200 and r.mimetype == "application/json"
     assert r.headers["Cache-Control"] == "no-store"
     body = r.json
-    assert body is not None and body["user"] == alice["uuid"]
+    assert body is not None and body["account"] == alice["uuid"]
     assert 3000 < body["expires_in"] <= 3600 and body["expires"].endswith("Z")
 
 
@@ -180,10 +180,10 @@ def test_renewing_the_api_token_ends_them_too(
 
 def test_a_user_holds_a_bounded_number(app: Flask, browser: FlaskClient, alice: dict) -> None:
     login(browser, alice["email"], "correct horse")
-    issued = [_servers_token(browser) for _ in range(servers_token.MOST_LIVE + 3)]
+    issued = [_servers_token(browser) for _ in range(page_tokens.MOST_LIVE + 3)]
     with app.app_context():
-        rows = db.session.scalars(select(Token).where(Token.kind == servers_token.KIND)).all()
-        assert len(rows) == servers_token.MOST_LIVE
+        rows = db.session.scalars(select(Token).where(Token.kind == page_tokens.SERVERS.kind)).all()
+        assert len(rows) == page_tokens.MOST_LIVE
         assert sec.digest(issued[-1]) in {r.digest for r in rows}
         user = accounts.find_user(db.session, alice["email"])
         assert accounts.current_api_token(db.session, user) is not None
