@@ -355,6 +355,11 @@ class RapiClient:
         """One instance's fields; :class:`RapiNotFound` if there is no such instance."""
         return self._typed(_instance(name), dict)
 
+    def instance_console(self, name: str) -> dict[str, Any]:
+        """How to reach a running instance's console: ``kind`` (vnc, spice, ssh, message)
+        with ``host``/``port`` or ``command``/``message``."""
+        return self._typed(_instance(name, "console"), dict)
+
     def instance_info(self, name: str, static: bool = False) -> int:
         """Submit a detailed-information query job (its result is the information)."""
         return self._job_id("GET", _instance(name, "info"), _flags(static=static))

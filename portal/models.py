@@ -11,6 +11,7 @@ MODEL_MODULES = [
     "snf.portal.pithos.models",
     "snf.portal.images.models",
     "snf.portal.compute.models",
+    "snf.portal.volumes.models",
     "snf.quota.models",
 ]
 

@@ -221,6 +221,31 @@ def remove_volume(store: Store, name: str) -> None:
         store.unlock(name, owner)
 
 
+def create_zero_map(
+    store: Store, name: str, size: int, *, meta: dict[str, Any] | None = None
+) -> None:
+    """A read-only map of ``size`` zero bytes (what a blank volume clones)."""
+    check_map_name(name)
+    vmap = VolumeMap(size, flags=READONLY, epoch=0)
+    try:
+        store.put_map(name, vmap.encode(), exclusive=True)
+    except Conflict:
+        raise Conflict(f"{name} exists") from None
+    store.put_meta(name, {"kind": "snapshot", "size": size, "created": time.time(), **(meta or {})})
+
+
+def copy_map(store: Store, name: str, copy: str, *, meta: dict[str, Any] | None = None) -> None:
+    """A second name for read-only map ``name`` (O(map)): each can be removed on its own."""
+    check_map_name(copy)
+    if not load_map(store, name).readonly:
+        raise InvalidInput(f"{name} is a writable volume: snapshot it instead")
+    try:
+        store.put_map(copy, store.get_map(name), exclusive=True)
+    except Conflict:
+        raise Conflict(f"{copy} exists") from None
+    store.put_meta(copy, {**store.get_meta(name), "created": time.time(), **(meta or {})})
+
+
 def remove_map(store: Store, name: str) -> None:
     """Delete a read-only map (a snapshot or an image): its blocks go at the next collection."""
     if not load_map(store, name).readonly:

@@ -17,7 +17,8 @@ from ..errors import ApiError
 from ..extensions import db
 from ..jsonapi import json_body, principal
 from ..pithos.api import store as pithos_store
-from . import lifecycle, requests, snapshots, views
+from ..volumes.rows import volumes_of
+from . import consoles, lifecycle, requests, snapshots, views
 from .models import Flavor, Server
 
 bp = Blueprint("compute", __name__)
@@ -98,16 +99,21 @@ def list_servers() -> Response:
     return jsonify(servers=[views.server_brief(s, base()) for s in _listing()])
 
 
+def _details(servers: list[Server]) -> list[dict[str, Any]]:
+    attached = volumes_of(db.session, [s.id for s in servers])
+    return [views.server_detail(s, base(), attached.get(s.id, [])) for s in servers]
+
+
 @bp.get("/servers/detail")
 def list_servers_detail() -> Response:
-    return jsonify(servers=[views.server_detail(s, base()) for s in _listing()])
+    return jsonify(servers=_details(_listing()))
 
 
 @bp.post("/servers")
 def create_server() -> tuple[Response, int]:
     create = requests.create_request(json_body())
     server, password = lifecycle.create(db.session, settings(), user(), create)
-    shown = views.server_detail(server, base()) | {"adminPass": password}
+    shown = _details([server])[0] | {"adminPass": password}
     response = jsonify(server=shown)
     response.headers["Location"] = f"{base()}/servers/{server.id}"
     return response, 202
@@ -115,7 +121,7 @@ def create_server() -> tuple[Response, int]:
 
 @bp.get("/servers/<server_id>")
 def show_server(server_id: str) -> Response:
-    return jsonify(server=views.server_detail(server_of(server_id), base()))
+    return jsonify(server=_details([server_of(server_id)])[0])
 
 
 @bp.put("/servers/<server_id>")
@@ -150,7 +156,9 @@ def server_action(server_id: str) -> tuple[str | Response, int]:
     if name == "createImage":
         return create_image(server, args)
     action = ACTION_NAMES.get(name)
-    if name in ("rebuild", "changePassword", "console"):
+    if name == "console":
+        return jsonify(console=consoles.console(db.session, settings(), server, args)), 200
+    if name in ("rebuild", "changePassword"):
         raise ApiError(501, f"{name} is not supported", fault="notImplemented")
     if action is None:
         raise ApiError(400, f"unknown action {name!r}")
@@ -264,10 +272,13 @@ def show_flavor(flavor_id: str) -> Response:
 
 
 def init_app(app: Flask) -> None:
+    from ..volumes import api as volume_api
+    from ..volumes import attachments_api  # noqa: F401 - its routes join the blueprint
     from . import events_api, images, quota_api  # noqa: F401 - images' routes join the blueprint
 
     quota_api.init_app(app)
     events_api.init_app(app)
+    volume_api.init_app(app)
 
     for version in VERSIONS:
         prefix = f"/compute/{version}"

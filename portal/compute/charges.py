@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
+from typing import Protocol
 
 from sqlalchemy.orm import Session
 
@@ -21,6 +22,15 @@ from ..errors import ApiError
 from .models import Flavor, Server
 
 SERVICE = "cyclades"
+
+
+class Holder(Protocol):
+    """What holds quota: a server, or a detached volume."""
+
+    user_uuid: uuid.UUID
+    project: uuid.UUID
+
+
 MiB, GiB = 1 << 20, 1 << 30
 
 
@@ -64,7 +74,7 @@ def provisions(user: uuid.UUID, project: uuid.UUID, delta: Mapping[str, int]) ->
 
 def issue(
     session: Session,
-    server: Server,
+    server: Holder,
     delta: Mapping[str, int],
     *,
     name: str,

@@ -120,10 +120,16 @@ def _flavor(session: Any, config: Config, args: argparse.Namespace) -> int:
 
 
 def _reconcile(session: Any, config: Config, args: argparse.Namespace) -> int:
+    from snf.archipelago.backends import open_store
+
+    from ..volumes import upkeep
     from .reconcile import reconcile
 
+    store = open_store(config.store)
     while True:
-        for line in reconcile(session, config.compute):
+        lines = reconcile(session, config.compute)
+        lines += upkeep.run(session, store, config.compute.build_grace_seconds)
+        for line in lines:
             print(line, flush=True)
         if not args.every:
             return 0

@@ -26,6 +26,8 @@ from snf.common.rapi import RapiClient
 
 from ..errors import ApiError
 from ..images.registry import image_for_server
+from ..volumes import rows
+from ..volumes.models import Volume
 from . import backends, charges
 from .models import Backend, Flavor, Server
 from .requests import CreateRequest, new_password
@@ -33,6 +35,7 @@ from .requests import CreateRequest, new_password
 log = logging.getLogger(__name__)
 
 #: The state each action leaves the server in when its job succeeds.
+#: Volume actions (attach, detach, delete) leave it as it was.
 AFTER = {"CREATE": "STARTED", "START": "STARTED", "STOP": "STOPPED", "REBOOT": "STARTED",
          "RESIZE": "STOPPED", "DESTROY": "DESTROYED"}  # fmt: skip
 FINAL_JOB_STATUSES = ("success", "error", "canceled")
@@ -55,19 +58,19 @@ def instance_tags(server: Server) -> list[str]:
     return tags
 
 
-def disks_for(flavor: Flavor, map_name: str) -> tuple[str, list[dict[str, Any]]]:
+def disks_for(flavor: Flavor, map_name: str, disk_name: str) -> tuple[str, list[dict[str, Any]]]:
     """Ganeti's disk template and disks: ``ext_<provider>`` clones the image's map."""
-    size = flavor.disk * 1024
+    disk: dict[str, Any] = {"size": flavor.disk * 1024, "name": disk_name}
     if flavor.disk_template.startswith("ext_"):
         provider = flavor.disk_template.removeprefix("ext_")
-        disk: dict[str, Any] = {"size": size, "provider": provider}
+        disk["provider"] = provider
         if provider == "archipelago":
             disk["origin"] = map_name
         return "ext", [disk]
-    return flavor.disk_template, [{"size": size}]
+    return flavor.disk_template, [disk]
 
 
-def _fail_submit(session: Session, server: Server, exc: Exception) -> ApiError:
+def fail_submit(session: Session, server: Server, exc: Exception) -> ApiError:
     charges.reject(session, server)
     log.warning("server %s: %s job not submitted: %s", server.id, server.action, exc)
     server.action, server.action_args, server.action_started = None, {}, None
@@ -76,9 +79,9 @@ def _fail_submit(session: Session, server: Server, exc: Exception) -> ApiError:
                     fault="serviceUnavailable")  # fmt: skip
 
 
-def _begin(session: Session, server: Server, action: str, delta: dict[str, int],
-           **args: Any) -> None:  # fmt: skip
-    _not_busy(server)
+def begin(session: Session, server: Server, action: str, delta: dict[str, int],
+          **args: Any) -> None:  # fmt: skip
+    not_busy(server)
     server.serial = charges.issue(session, server, delta, name=f"server {server.id} {action}")
     server.action, server.action_args = action, {"charge": delta, **args}
     server.action_started = server.updated = time.time()
@@ -104,8 +107,14 @@ def create(
                     updated=now)  # fmt: skip
     session.add(server)
     session.flush()
-    _begin(session, server, "CREATE", charges.totals(flavor) | charges.running(flavor))
-    template, disks = disks_for(flavor, image.map_name)
+    root = Volume(user_uuid=user, project=server.project, size=flavor.disk,
+                  volume_type=flavor.disk_template, status="creating", server_id=server.id,
+                  root=True, attached=now, image_id=str(image.id), created=now,
+                  updated=now)  # fmt: skip
+    session.add(root)
+    session.flush()
+    begin(session, server, "CREATE", charges.totals(flavor) | charges.running(flavor))
+    template, disks = disks_for(flavor, image.map_name, root.disk_name)
     osparams = {"img_id": f"map:{image.map_name}", "img_format": image.disk_format,
                 "img_properties": json.dumps(image.properties)}  # fmt: skip
     if request.personality:
@@ -123,50 +132,51 @@ def create(
             )  # fmt: skip
     except (RapiError, ApiError) as exc:
         server.deleted, server.operstate = True, "DESTROYED"
-        raise _fail_submit(session, server, exc) from None
+        root.deleted, root.status = True, "deleted"
+        raise fail_submit(session, server, exc) from None
     session.commit()
     log.info("server %s (%s) for %s: create job %s on %s", server.id, server.name, user,
              server.job_id, backend.name)  # fmt: skip
     return server, password
 
 
-def _submit(session: Session, config: ComputeConfig, server: Server, call: Any) -> None:
+def submit(session: Session, config: ComputeConfig, server: Server, call: Any) -> None:
     backend = session.get(Backend, server.backend_id) if server.backend_id else None
     if backend is None:
-        raise _fail_submit(session, server, RapiError("the server has no backend"))
+        raise fail_submit(session, server, RapiError("the server has no backend"))
     try:
         with backends.client(backend, config) as rapi:
             server.job_id = call(rapi)
     except RapiError as exc:
-        raise _fail_submit(session, server, exc) from None
+        raise fail_submit(session, server, exc) from None
     if server.job_id is None:  # nothing for Ganeti to do
         finish(session, server, None, "success")
     session.commit()
 
 
 def start(session: Session, config: ComputeConfig, server: Server) -> None:
-    _require(server, "STOPPED", "start")
+    require(server, "STOPPED", "start")
     flavor = session.get_one(Flavor, server.flavor_id)
-    _begin(session, server, "START", charges.running(flavor))
-    _submit(session, config, server, lambda r: r.startup_instance(server.instance_name))
+    begin(session, server, "START", charges.running(flavor))
+    submit(session, config, server, lambda r: r.startup_instance(server.instance_name))
 
 
 def stop(session: Session, config: ComputeConfig, server: Server) -> None:
-    _require(server, "STARTED", "shut down")
+    require(server, "STARTED", "shut down")
     held = {k: -v for k, v in server.charges.items() if k in ("cyclades.cpu", "cyclades.ram")}
-    _begin(session, server, "STOP", held)
-    _submit(session, config, server, lambda r: r.shutdown_instance(server.instance_name))
+    begin(session, server, "STOP", held)
+    submit(session, config, server, lambda r: r.shutdown_instance(server.instance_name))
 
 
 def reboot(session: Session, config: ComputeConfig, server: Server, hard: bool) -> None:
-    _require(server, "STARTED", "reboot")
-    _begin(session, server, "REBOOT", {})
+    require(server, "STARTED", "reboot")
+    begin(session, server, "REBOOT", {})
     kind = "hard" if hard else "soft"
-    _submit(session, config, server, lambda r: r.reboot_instance(server.instance_name, type=kind))
+    submit(session, config, server, lambda r: r.reboot_instance(server.instance_name, type=kind))
 
 
 def resize(session: Session, config: ComputeConfig, server: Server, flavor: Flavor) -> None:
-    _require(server, "STOPPED", "resize")
+    require(server, "STOPPED", "resize")
     old = session.get_one(Flavor, server.flavor_id)
     if flavor.id == old.id:
         raise ApiError(400, f"server {server.id} already has flavor {flavor.name}")
@@ -174,10 +184,10 @@ def resize(session: Session, config: ComputeConfig, server: Server, flavor: Flav
         raise ApiError(
             400, "a resize keeps the disk: pick a flavor with the same disk and template"
         )
-    _begin(session, server, "RESIZE", charges.difference(charges.totals(flavor),
+    begin(session, server, "RESIZE", charges.difference(charges.totals(flavor),
            charges.totals(old)), flavor=flavor.id)  # fmt: skip
     beparams = {"vcpus": flavor.vcpus, "maxmem": flavor.ram, "minmem": flavor.ram}
-    _submit(session, config, server,
+    submit(session, config, server,
             lambda r: r.modify_instance(server.instance_name, beparams=beparams))  # fmt: skip
 
 
@@ -186,7 +196,7 @@ def destroy(session: Session, config: ComputeConfig, server: Server) -> None:
     instance (its create failed early) is gone at once."""
     if server.deleted:
         raise ApiError(404, f"server {server.id} not found")
-    _begin(session, server, "DESTROY", {key: -value for key, value in server.charges.items()})
+    begin(session, server, "DESTROY", {key: -value for key, value in server.charges.items()})
 
     def remove(rapi: RapiClient) -> int | None:
         try:
@@ -195,18 +205,18 @@ def destroy(session: Session, config: ComputeConfig, server: Server) -> None:
             return None
         return rapi.delete_instance(server.instance_name)
 
-    _submit(session, config, server, remove)
+    submit(session, config, server, remove)
 
 
-def _not_busy(server: Server) -> None:
+def not_busy(server: Server) -> None:
     if server.action is not None:
         fault = "buildInProgress" if server.action == "CREATE" else "conflict"
         message = f"server {server.id} is busy ({server.action.lower()} in progress)"
         raise ApiError(409, message, fault=fault)
 
 
-def _require(server: Server, state: str, what: str) -> None:
-    _not_busy(server)
+def require(server: Server, state: str, what: str) -> None:
+    not_busy(server)
     if server.operstate != state:
         shown = {"STARTED": "ACTIVE"}.get(server.operstate, server.operstate)
         raise ApiError(409, f"cannot {what} server {server.id} while it is {shown}")
@@ -221,9 +231,10 @@ def finish(
         return False
     action, args = server.action, server.action_args
     now = time.time()
+    reason = message or f"the Ganeti job {job_id} ended as {status}"
     if status == "success":
         charges.accept(session, server, args.get("charge", {}))
-        server.operstate = AFTER[action]
+        server.operstate = AFTER.get(action, server.operstate)
         if action == "RESIZE":
             server.flavor_id = int(args["flavor"])
         if action == "DESTROY":
@@ -234,9 +245,9 @@ def finish(
         charges.reject(session, server)
         if action == "CREATE":
             server.operstate = "ERROR"
-        reason = message or f"the Ganeti job {job_id} ended as {status}"
         server.fault = {"code": 500, "message": f"{action.lower()} failed", "details": reason,
                         "created": now}  # fmt: skip
+    rows.settle(session, server, action, args, status == "success", reason)
     log.info("server %s: %s job %s %s", server.id, action, job_id, status)
     server.action, server.action_args, server.job_id, server.action_started = None, {}, None, None
     server.updated = now

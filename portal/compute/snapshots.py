@@ -1,57 +1,29 @@
-"""A server's disk, snapshotted while it runs, becomes an object-store file and an image.
+"""``createImage``: a server's root volume, snapshotted while it runs, registered as an image.
 
-The root disk is an archipelago volume (``ext_archipelago`` flavors; others cannot be
-snapshotted without copying, and are refused).  The volume is frozen into a read-only map
-(O(map): live, through the volume daemon that holds it, or directly under its lock), the
-blocks the server wrote since its clone are hashed into content blocks (the only data
-read), and the result becomes a new file in the owner's ``snapshots`` container, charged to
-``pithos.diskspace`` like any upload, registered as a private image that carries the source
-image's properties.  The frozen map is removed: the file's version has its own map.
+The snapshot is a volume snapshot (:mod:`snf.portal.volumes.snapshots`: frozen in O(map),
+then written as a file in the owner's ``snapshots`` container), completed before the answer
+so that the image exists when the client looks; it is registered as a private image that
+carries the source image's properties.  Only servers on archipelago volumes (the
+``ext_archipelago`` flavors) can be snapshotted without copying; others are refused.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-import uuid
-from typing import Any
 
 from sqlalchemy.orm import Session
 
-from snf.archipelago import volumes
 from snf.archipelago.store import Store
 from snf.common.config import ComputeConfig
-from snf.common.errors import Conflict, RapiError
 
 from ..errors import ApiError
 from ..images import registry
 from ..images.models import Image
-from ..pithos import containers, objects
-from ..pithos.errors import ItemNotFound
-from . import backends
-from .models import Backend, Server
+from ..volumes import rows, snapshots
+from .models import Server
 
 log = logging.getLogger(__name__)
-CONTAINER = "snapshots"
-
-
-def _disk_uuid(config: ComputeConfig, backend: Backend, server: Server) -> str:
-    try:
-        with backends.client(backend, config) as rapi:
-            uuids = rapi.instance(server.instance_name).get("disk.uuids") or []
-    except RapiError as exc:
-        raise ApiError(503, f"cannot reach the server's cluster: {exc}",
-                       fault="serviceUnavailable") from None  # fmt: skip
-    if not uuids:
-        raise ApiError(409, f"server {server.id} has no disk")
-    return str(uuids[0])
-
-
-def _container(session: Session, owner: uuid.UUID) -> Any:
-    try:
-        return containers.get(session, owner, CONTAINER)
-    except ItemNotFound:
-        return containers.create(session, owner, CONTAINER, versioning="auto")
 
 
 def snapshot_server(
@@ -62,47 +34,25 @@ def snapshot_server(
     name: str,
     metadata: dict[str, str],
 ) -> Image:
-    """Snapshot ``server``'s root disk into a registered image; commits."""
+    """Snapshot ``server``'s root volume into a registered image; commits."""
     if server.deleted or server.operstate not in ("STARTED", "STOPPED"):
         raise ApiError(409, f"cannot snapshot server {server.id} while it is {server.operstate}")
-    backend = session.get(Backend, server.backend_id) if server.backend_id else None
-    if backend is None:
-        raise ApiError(409, f"server {server.id} has no backend")
-    found = volumes.lookup_disk(store, _disk_uuid(config, backend, server))
-    if found is None:
-        raise ApiError(409, "only servers on archipelago volumes can be snapshotted")
+    root = next((v for v in rows.of_server(session, server.id) if v.root), None)
+    if root is None:
+        raise ApiError(409, f"server {server.id} has no root volume")
     t0 = time.monotonic()
-    frozen = f"snap-{uuid.uuid4().hex}"
-    try:
-        volumes.snapshot_volume(store, found["volume"], frozen)
-    except Conflict as exc:
-        raise ApiError(409, f"cannot snapshot the disk now: {exc}") from None
-    try:
-        volumes.hash_snapshot(store, frozen)
-        vmap = volumes.load_map(store, frozen)
-        new = objects.NewVersion(hashes=volumes.content_hashes(vmap), size=vmap.size, md5=None,
-                                 content_type="application/octet-stream",
-                                 meta={"source-server": str(server.id)})  # fmt: skip
-        container = _container(session, server.user_uuid)
-        file_name = f"{server.name}-{server.id}-{time.strftime('%Y%m%d-%H%M%S')}.diskdump"
-        objects.put(session, store, container, file_name, new, server.user_uuid)
-    finally:
-        volumes.remove_map(store, frozen)
-    source = session.get(Image, uuid.UUID(server.image_id)) if _is_uuid(server.image_id) else None
-    properties = {**(source.properties if source else {}), **metadata}
+    snap = snapshots.take(session, config, store, root, name=name, meta=metadata)
+    snapshots.complete(session, store, snap)
+    if snap.status != "available":
+        raise ApiError(500, f"the snapshot of server {server.id} failed: {snap.fault}")
+    source = registry.parse_id(server.image_id)
+    image = session.get(Image, source) if source else None
+    properties = {**(image.properties if image else {}), **metadata}
     properties = {str(k).upper(): str(v) for k, v in properties.items()}
-    image = registry.register(session, server.user_uuid, registry.Registration(
-        name=name, location=registry.location_of(server.user_uuid, CONTAINER, file_name),
-        disk_format="diskdump", properties=properties))  # fmt: skip
+    location = registry.location_of(server.user_uuid, snapshots.CONTAINER, snap.file_name)
+    new = registry.register(session, server.user_uuid, registry.Registration(
+        name=name, location=location, disk_format="diskdump", properties=properties))  # fmt: skip
     session.commit()
-    log.info("server %s: snapshot %s (%d MiB) in %.1f s", server.id, image.id,
-             vmap.size >> 20, time.monotonic() - t0)  # fmt: skip
-    return image
-
-
-def _is_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
+    log.info("server %s: image %s from snapshot %s (%d GiB) in %.1f s", server.id, new.id,
+             snap.id, snap.size, time.monotonic() - t0)  # fmt: skip
+    return new

@@ -43,7 +43,8 @@ def server_brief(server: Server, base: str) -> dict[str, Any]:
     return {"id": server.id, "name": server.name, "links": _link(base, "servers", server.id)}
 
 
-def server_detail(server: Server, base: str) -> dict[str, Any]:
+def server_detail(server: Server, base: str, volumes: list[int] | None = None) -> dict[str, Any]:
+    """``volumes``: the ids of its volumes, in disk order."""
     shown = status(server)
     _, vm_state, power = STATES["DESTROYED" if server.deleted else server.operstate]
     task = TASK_STATES.get(server.action or "", "")
@@ -62,7 +63,8 @@ def server_detail(server: Server, base: str) -> dict[str, Any]:
         "metadata": dict(server.meta),
         "addresses": {},
         "attachments": [],
-        "volumes": [],
+        "volumes": [str(v) for v in volumes or []],
+        "os-extended-volumes:volumes_attached": [{"id": str(v)} for v in volumes or []],
         "diagnostics": [],
         "hostId": "",
         "accessIPv4": "",
