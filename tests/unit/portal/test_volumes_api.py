@@ -40,7 +40,7 @@ def bob(app: Flask, client: FlaskClient) -> User:
 
 def fault(reply: TestResponse, status: int) -> str:
     assert reply.status_code == status, reply.data
-    ((kind, body),) = reply.get_json().items()
+    ((_kind, body),) = reply.get_json().items()
     assert body["code"] == status
     return str(body["message"])
 
