@@ -129,9 +129,7 @@ def test_volume_from_an_image_and_from_a_volume(app: Flask, alice: User) -> None
         assert archipelago.peek(store, rows[1].map_name or "", 0, 4096) == data[:4096]  # type: ignore[union-attr]
 
 
-def test_snapshot_of_a_detached_volume_becomes_a_file_and_a_volume(
-    app: Flask, alice: User
-) -> None:
+def test_snapshot_of_a_detached_volume_becomes_a_file_and_a_volume(app: Flask, alice: User) -> None:
     data = os.urandom(4 * MiB + 77)
     alice.upload("images/small.img", data)
     image_id = alice.register("small", "images/small.img").headers["X-Image-Meta-Id"]
