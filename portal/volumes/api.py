@@ -140,7 +140,7 @@ def _size(value: Any) -> int:
 def _names(body: dict[str, Any], what: str) -> dict[str, str]:
     out = {}
     for key, alias in (("name", "display_name"), ("description", "display_description")):
-        value = body.get(key, body.get(alias))
+        value = body[key] if body.get(key) is not None else body.get(alias)
         if value is not None:
             if not isinstance(value, str) or len(value) > (256 if key == "name" else 1024):
                 raise ApiError(400, f"{what}.{key} must be a string of at most "
@@ -179,7 +179,7 @@ def create_volume() -> tuple[Response, int]:
         project=_project(project) if project else None,
         image_id=str(body["imageRef"]) if body.get("imageRef") else None,
         snapshot=snapshot, source=source,
-        meta=requests.metadata(body.get("metadata", {})),
+        meta=requests.metadata(body.get("metadata") or {}),
         **_names(body, "volume"),
     )  # fmt: skip
     if new.server is not None and new.project not in (None, new.server.project):
@@ -289,7 +289,7 @@ def create_snapshot() -> tuple[Response, int]:
     volume = volume_of(body["volume_id"])
     names = _names(body, "snapshot")
     snap = snapshots.take(db.session, settings(), store(), volume, **names,
-                          meta=requests.metadata(body.get("metadata", {})))  # fmt: skip
+                          meta=requests.metadata(body.get("metadata") or {}))  # fmt: skip
     snapshots.complete_later(current_app._get_current_object(), snap.id)  # type: ignore[attr-defined]
     return jsonify(snapshot=_snapshot_view(snap)), 202
 
