@@ -19,6 +19,7 @@ from snf.archipelago import volumes as archipelago
 from snf.archipelago.backends import open_store
 from snf.portal.compute.models import Flavor, Server
 from snf.portal.extensions import db
+from snf.portal.volumes import snapshots, upkeep
 from snf.portal.volumes.models import Volume
 from snf.quota import engine as quota
 
@@ -221,3 +222,33 @@ def test_volumes_attach_only_to_archipelago_servers(app: Flask, alice: User) -> 
     ]
     shown = alice("GET", f"/compute/v2.0/servers/{server_id}").get_json()["server"]
     assert shown["volumes"] == [str(root_id)]
+
+
+def test_upkeep_drops_maps_no_volume_needs_and_completes_stuck_snapshots(
+    app: Flask, alice: User
+) -> None:
+    kept = create(alice, size=1).get_json()["volume"]
+    attached = create(alice, size=1).get_json()["volume"]
+    with app.app_context():
+        store = open_store(app.config["SNF"].store)
+        config = app.config["SNF"].compute
+        rows = {v["id"]: db.session.get(Volume, int(v["id"])) for v in (kept, attached)}
+        stale = rows[attached["id"]]
+        assert stale is not None
+        stale.status = "in-use"  # as after an attach: the disk cloned the map
+        stale_map = stale.map_name
+        source = rows[kept["id"]]
+        assert source is not None
+        snap = snapshots.take(db.session, config, store, source)  # its process "died" here
+        frozen = snap.frozen_map
+        snap.updated -= 3600
+        db.session.commit()
+
+        lines = upkeep.run(db.session, store, grace=60)
+        assert any(f"volume {attached['id']}" in line for line in lines), lines
+        assert any(f"snapshot {snap.id}" in line for line in lines), lines
+        assert not store.has_map(stale_map or "") and not store.has_map(frozen or "")
+        assert source.map_name and store.has_map(source.map_name)
+        db.session.refresh(snap)
+        assert snap.status == "available" and snap.frozen_map is None
+        assert upkeep.run(db.session, store, grace=60) == []
