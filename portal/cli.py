@@ -236,10 +236,12 @@ def _serve(config: Config, args: argparse.Namespace) -> int:
     bind = args.bind or config.portal.bind
     workers = str(args.workers or config.portal.workers)
     # Long uploads and downloads keep a (sync) worker busy: the timeout bounds a silent hang,
-    # not a transfer.
+    # not a transfer.  Header names with "_" are kept (gunicorn drops them by default): image
+    # properties travel as X-Image-Meta-Property-ROOT_PARTITION and the like, and the portal
+    # trusts no header a proxy sets, so "_" and "-" meaning the same costs nothing.
     argv = [sys.executable, "-m", "gunicorn", "--bind", bind, "--workers", workers,
             "--timeout", str(config.portal.worker_timeout), "--access-logfile", "-",
-            "snf.portal.app:create_app()"]  # fmt: skip
+            "--header-map", "dangerous", "snf.portal.app:create_app()"]  # fmt: skip
     os.execv(sys.executable, argv)
     return 0
 

@@ -97,11 +97,11 @@ def test_kamaki_registers_and_openstack_sees(
         line.split(":", 1)[1].strip() for line in info.splitlines() if "x-object-uuid" in line
     )
 
-    # property keys without "_": kamaki sends X-Image-Meta-Property-<KEY> as given, and
-    # gunicorn (header_map "drop") drops header names with an underscore before the portal
+    # kamaki sends X-Image-Meta-Property-<KEY> as given: ROOT_PARTITION has an underscore
     registered = kamaki("image", "register", "--name", "e2e debian", "--location",
                         "/images/disk.diskdump", "--disk-format", "diskdump",
-                        "-p", "OSFAMILY=linux", "-p", "USERS=root").stdout  # fmt: skip
+                        "-p", "OSFAMILY=linux", "-p", "USERS=root",
+                        "-p", "ROOT_PARTITION=1").stdout  # fmt: skip
     assert f"id: {object_uuid}" in registered, registered
     assert f"size: {len(data)}" in registered and "osfamily: linux" in registered
     # register also stored its metadata beside the file, as kamaki does
@@ -112,7 +112,7 @@ def test_kamaki_registers_and_openstack_sees(
     shown = json.loads(kamaki("image", "info", object_uuid, "--output-format", "json").stdout)
     assert shown["size"] == str(len(data)) and shown["name"] == "e2e debian"
     assert shown["owner"] == user["uuid"] and shown["status"] == "AVAILABLE"
-    assert shown["properties"] == {"osfamily": "linux", "users": "root"}
+    assert shown["properties"] == {"osfamily": "linux", "users": "root", "root_partition": "1"}
     filtered = kamaki("image", "list", "--disk-format", "qcow2").stdout
     assert object_uuid not in filtered
 

@@ -146,6 +146,10 @@ def test_actions_in_the_wrong_state_conflict(cloud: Cloud) -> None:
     cloud.wait_status(server["id"], "ACTIVE")
     status, _, body = cloud.api("POST", action, {"os-start": None})
     assert status == 409 and "ACTIVE" in body["conflict"]["message"]
+    status, _, body = cloud.api("POST", action, {"console": {"type": "vnc"}})
+    assert status == 409 and "no VNC console" in body["conflict"]["message"], body
+    status, _, body = cloud.api("POST", action, {"console": {"type": "rdp"}})
+    assert status == 400, body
     cloud.delete_server(server["id"])
 
 

@@ -1,6 +1,6 @@
 """A server created through the compute API on Ganeti's KVM hypervisor (QEMU under TCG)
 reaches ACTIVE, and its guest prints, on the serial console, the host name that snf-image
-gave it."""
+gave it; the console action reports its VNC console."""
 
 from __future__ import annotations
 
@@ -50,5 +50,15 @@ def test_a_kvm_server_boots_with_its_customized_hostname(cloud: Cloud, cluster1:
         want = f"{images.HELLO} hostname={name} ".encode()
         output, _ = cluster1.master.call(guest.read_console_until, sock, want, 240.0)
         assert want in output
+        # The console action gives out VNC consoles only (this one is a serial console) ...
+        action = f"/compute/v2.0/servers/{server['id']}/action"
+        status, _, body = cloud.api("POST", action, {"console": {"type": "vnc"}})
+        assert status == 409 and "no VNC console" in body["conflict"]["message"], body
+        # ... as Ganeti's RAPI reports it for the instance's hypervisor parameters.
+        cluster1.gnt("gnt-instance", "modify", "-H",
+                     "serial_console=false,vnc_bind_address=127.0.0.1", name)  # fmt: skip
+        status, _, body = cloud.api("POST", action, {"console": {"type": "vnc"}})
+        assert status == 200, body
+        assert body["console"]["type"] == "vnc" and body["console"]["port"] > 5900
     finally:
         cloud.delete_server(server["id"])
