@@ -9,6 +9,8 @@ fix the difference (``snf-portal reconcile``, once or every few seconds).
 - A server whose instance is missing goes to ERROR; one whose instance runs (or stopped)
   behind the portal's back gets the right state, and its running charges follow.
 - An instance tagged as a server the database does not have is reported, never touched.
+- A compute commission left pending with no action waiting for it (older than
+  ``build_grace_seconds``) is rejected: nothing is ever left pending.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -25,6 +28,8 @@ from snf.common.config import ComputeConfig
 from snf.common.errors import RapiError, RapiNotFound
 from snf.common.rapi import RapiClient
 from snf.common.rapi_jobs import job_failure
+from snf.quota import engine as quota
+from snf.quota.models import COMMISSION_PENDING, Commission
 
 from . import backends, charges, lifecycle
 from .models import Backend, Flavor, Server
@@ -43,8 +48,29 @@ def reconcile(session: Session, config: ComputeConfig) -> list[str]:
         except RapiError as exc:
             lines.append(f"backend {backend.name}: unreachable, skipped: {exc}")
         session.commit()
+    lines += _orphan_commissions(session, config)
     for line in lines:
         log.info("reconcile: %s", line)
+    return lines
+
+
+def _orphan_commissions(session: Session, config: ComputeConfig) -> list[str]:
+    cutoff = datetime.now(UTC) - timedelta(seconds=config.build_grace_seconds)
+    query = select(Commission.serial, Commission.name, Commission.issue_time).where(
+        Commission.service == charges.SERVICE, Commission.state == COMMISSION_PENDING
+    )
+    pending = session.execute(query).all()
+    if not pending:
+        return []
+    waited = set(session.scalars(select(Server.serial).where(Server.serial.is_not(None))))
+    lines = []
+    for serial, name, issued in pending:
+        issued = issued if issued.tzinfo else issued.replace(tzinfo=UTC)
+        if serial in waited or issued > cutoff:
+            continue
+        quota.reject(session, serial, service=charges.SERVICE)
+        lines.append(f"commission {serial} ({name}) pending with no action: rejected")
+    session.commit()
     return lines
 
 

@@ -5,6 +5,7 @@ quota engine).  Creating servers on a real Ganeti is tests/integration/test_comp
 from __future__ import annotations
 
 import base64
+import dataclasses
 import time
 import uuid
 from types import SimpleNamespace
@@ -14,7 +15,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from snf.portal.compute import charges, lifecycle, requests, views
+from snf.portal.compute import charges, lifecycle, reconcile, requests, views
 from snf.portal.compute.models import Backend, Flavor, Server
 from snf.portal.errors import ApiError
 from snf.portal.extensions import db
@@ -222,6 +223,28 @@ def test_finish_accepts_or_rejects_and_moves_the_state(app: Flask, alice: dict[s
         assert _held(user, "cyclades.vm") == 1
         assert _held(user, "cyclades.ram") == 512 * MiB
         assert not lifecycle.finish(db.session, ok, 7, "success")  # idempotent
+
+
+def test_reconcile_rejects_commissions_no_action_waits_for(
+    app: Flask, alice: dict[str, str], flavor: int
+) -> None:
+    user = uuid.UUID(alice["uuid"])
+    with app.app_context():
+        quota.ensure_user(db.session, user)
+        small = db.session.get_one(Flavor, flavor)
+        waiting, orphan = (db.session.get_one(Server, _server(user, flavor)) for _ in range(2))
+        for server in (waiting, orphan):
+            server.serial = charges.issue(db.session, server, charges.totals(small), name="t")
+        waiting.action, orphan_serial, orphan.serial = "CREATE", orphan.serial, None
+        db.session.commit()
+        config = app.config["SNF"].compute
+        assert reconcile.reconcile(db.session, config) == []  # within the grace period
+        now = dataclasses.replace(config, build_grace_seconds=0)
+        assert reconcile.reconcile(db.session, now) == [
+            f"commission {orphan_serial} (t) pending with no action: rejected"
+        ]
+        assert quota.pending_commissions(db.session, service="cyclades") == [waiting.serial]
+        assert _held(user, "cyclades.vm") == 1
 
 
 def test_status_shown_for_each_state() -> None:
