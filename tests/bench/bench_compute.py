@@ -8,7 +8,8 @@ with one whose disk is a Ganeti ``file`` disk that snf-image fills with a full c
 side, with snf-image in ``direct`` mode and (1 GiB) in ``helper`` mode.  The time is from
 the POST to the first GET that shows ACTIVE (polled every 0.1 s; the reconciler looks at
 the jobs every 0.2 s).  Then ``GET /servers/detail`` with 1,000 servers in the database
-(rows inserted directly: a thousand Ganeti instances are not what is measured).
+(rows inserted directly, each server with its root volume: a thousand Ganeti instances are
+not what is measured).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 from sqlalchemy import create_engine, insert, select
 
 from snf.portal.compute.models import Flavor, Server
+from snf.portal.volumes.models import Volume
 from tests.testbed import cluster as tb
 from tests.testbed import compute, images, plan
 from tests.testbed import portal as tb_portal
@@ -91,6 +93,14 @@ def _detail_listing(cloud: compute.Cloud, portal: Any, count: int, rounds: int) 
              "charges": {}, "meta": {"role": "bench", "index": str(i)}, "key_names": [],
              "created": now, "updated": now, "deleted": False}
             for i in range(count)
+        ])  # fmt: skip
+        listed = conn.execute(select(Server.id).where(Server.name.like("listed-%"))).scalars()
+        conn.execute(insert(Volume), [  # each with its root volume, as real servers have
+            {"user_uuid": user, "project": user, "name": "", "description": "", "size": 1,
+             "volume_type": "ext_archipelago", "status": "in-use", "server_id": server_id,
+             "root": True, "attached": now, "charges": {}, "meta": {}, "created": now,
+             "updated": now, "deleted": False}
+            for server_id in listed
         ])  # fmt: skip
     times = []
     for _ in range(rounds):
