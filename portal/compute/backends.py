@@ -13,8 +13,9 @@ import logging
 import os
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -25,6 +26,8 @@ from snf.common.rapi import DEFAULT_PORT, RapiClient, normalize_pin
 
 from ..errors import ApiError
 from .models import Backend, Flavor, Server
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +74,21 @@ def client(backend: Backend, config: ComputeConfig) -> RapiClient:
         pin=backend.pin,
         timeout=config.rapi_timeout,
     )
+
+
+def ask(session: Session, config: ComputeConfig, server: Server,
+        call: Callable[[RapiClient], T]) -> T:  # fmt: skip
+    """One call to the server's cluster, for a request that waits for it: 409 for a server
+    without a backend, 503 when the cluster cannot be reached."""
+    backend = session.get(Backend, server.backend_id) if server.backend_id else None
+    if backend is None:
+        raise ApiError(409, f"server {server.id} has no backend")
+    try:
+        with client(backend, config) as rapi:
+            return call(rapi)
+    except RapiError as exc:
+        raise ApiError(503, f"cannot reach the server's cluster: {exc}",
+                       fault="serviceUnavailable") from None  # fmt: skip
 
 
 def add(

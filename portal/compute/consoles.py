@@ -14,11 +14,10 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from snf.common.config import ComputeConfig
-from snf.common.errors import RapiError
 
 from ..errors import ApiError
 from . import backends, lifecycle
-from .models import Backend, Server
+from .models import Server
 
 TYPES = ("vnc", "vnc-ws", "vnc-wss")
 
@@ -28,15 +27,8 @@ def console(session: Session, config: ComputeConfig, server: Server, args: Any) 
     if kind not in TYPES:
         raise ApiError(400, 'console needs {"type": "vnc"} (or vnc-ws, vnc-wss)')
     lifecycle.require(server, "STARTED", "open the console of")
-    backend = session.get(Backend, server.backend_id) if server.backend_id else None
-    if backend is None:
-        raise ApiError(409, f"server {server.id} has no backend")
-    try:
-        with backends.client(backend, config) as rapi:
-            info = rapi.instance_console(server.instance_name)
-    except RapiError as exc:
-        raise ApiError(503, f"cannot reach the server's cluster: {exc}",
-                       fault="serviceUnavailable") from None  # fmt: skip
+    info = backends.ask(session, config, server,
+                        lambda rapi: rapi.instance_console(server.instance_name))  # fmt: skip
     if info.get("kind") != "vnc":
         said = info.get("message") or info.get("kind") or "no console"
         raise ApiError(409, f"server {server.id} has no VNC console on its cluster ({said})")

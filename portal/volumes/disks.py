@@ -16,10 +16,10 @@ from sqlalchemy.orm import Session
 from snf.archipelago import volumes as archipelago
 from snf.archipelago.store import Store
 from snf.common.config import ComputeConfig
-from snf.common.errors import Conflict, NotFound, RapiError
+from snf.common.errors import Conflict, NotFound
 
 from ..compute import backends
-from ..compute.models import Backend, Server
+from ..compute.models import Server
 from ..errors import ApiError
 from .models import Volume
 
@@ -30,14 +30,9 @@ def new_map_name(kind: str) -> str:
     return f"{kind}-{uuid.uuid4().hex}"
 
 
-def disk_uuid(config: ComputeConfig, backend: Backend, server: Server, volume: Volume) -> str:
+def disk_uuid(session: Session, config: ComputeConfig, server: Server, volume: Volume) -> str:
     """Ganeti's UUID of the disk behind an attached volume (one RAPI read)."""
-    try:
-        with backends.client(backend, config) as rapi:
-            info = rapi.instance(server.instance_name)
-    except RapiError as exc:
-        raise ApiError(503, f"cannot reach the server's cluster: {exc}",
-                       fault="serviceUnavailable") from None  # fmt: skip
+    info = backends.ask(session, config, server, lambda rapi: rapi.instance(server.instance_name))
     names = info.get("disk.names") or []
     uuids = [str(u) for u in info.get("disk.uuids") or []]
     for name, found in zip(names, uuids, strict=False):
@@ -55,10 +50,7 @@ def archipelago_volume(
     if volume.volume_type != ARCHIPELAGO:
         raise ApiError(409, f"volume {volume.id} is a {volume.volume_type} disk: only "
                        "archipelago volumes can be snapshotted or detached")  # fmt: skip
-    backend = session.get(Backend, server.backend_id) if server.backend_id else None
-    if backend is None:
-        raise ApiError(409, f"server {server.id} has no backend")
-    found = archipelago.lookup_disk(store, disk_uuid(config, backend, server, volume))
+    found = archipelago.lookup_disk(store, disk_uuid(session, config, server, volume))
     if found is None:
         raise ApiError(409, f"volume {volume.id} has no archipelago volume behind it")
     return str(found["volume"])
