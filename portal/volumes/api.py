@@ -1,6 +1,8 @@
 """The volume API (``/volume/v2.0``, ``/volume/v2`` and ``/volume/v3``, Cinder-like with
 Synnefo's ``server_id``): volumes, their metadata, snapshots and the volume types.  Views
-check and translate; :mod:`.actions` and :mod:`.snapshots` do the work."""
+check and translate; :mod:`.actions` and :mod:`.snapshots` do the work.  ``/volume/v2.0``
+is Synnefo's endpoint (kamaki's), where an attached volume is ``in_use``; OpenStack's
+clients use the others, where it is Cinder's ``in-use``."""
 
 from __future__ import annotations
 
@@ -108,7 +110,8 @@ def disk_indexes(server_ids: set[int]) -> dict[int, int]:
 
 def _detail(volumes: list[Volume]) -> list[dict[str, Any]]:
     indexes = disk_indexes({v.server_id for v in volumes if v.server_id is not None})
-    return [views.volume_detail(v, base(), indexes.get(v.id)) for v in volumes]
+    synnefo = request.path.startswith("/volume/v2.0")  # kamaki's endpoint
+    return [views.volume_detail(v, base(), indexes.get(v.id), synnefo=synnefo) for v in volumes]
 
 
 # --- volumes -------------------------------------------------------------------------------

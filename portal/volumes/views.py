@@ -32,8 +32,11 @@ def volume_brief(volume: Volume, base: str) -> dict[str, Any]:
             "links": _links(base, "volumes", volume.id)}  # fmt: skip
 
 
-def volume_detail(volume: Volume, base: str, index: int | None) -> dict[str, Any]:
-    """``index``: its place among the server's disks, when attached."""
+def volume_detail(
+    volume: Volume, base: str, index: int | None, *, synnefo: bool = False
+) -> dict[str, Any]:
+    """``index``: its place among the server's disks, when attached.  ``synnefo``: spell
+    the statuses as Synnefo (and kamaki) do (``in_use``), not as Cinder (``in-use``)."""
     attachments = []
     if volume.server_id is not None and index is not None:
         attachments.append({"server_id": str(volume.server_id), "id": str(volume.id),
@@ -43,7 +46,7 @@ def volume_detail(volume: Volume, base: str, index: int | None) -> dict[str, Any
         **volume_brief(volume, base),
         "description": volume.description,
         "display_description": volume.description,
-        "status": volume.status,
+        "status": volume.status.replace("-", "_") if synnefo else volume.status,
         "size": volume.size,
         "volume_type": "archipelago"
         if volume.volume_type == "ext_archipelago"

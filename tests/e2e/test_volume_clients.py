@@ -2,11 +2,8 @@
 volume to it, lists and shows volumes and attachments, snapshots the volume, detaches it from
 the stopped server and attaches it again, makes a volume of the snapshot, and deletes
 everything; the quota of disk space follows, and the portal's reconciler follows the Ganeti
-jobs.
-
-kamaki waits for ``in_use`` (Synnefo's spelling) where the portal says ``in-use`` (Cinder's),
-so ``volume create --wait`` and ``volume wait --until`` cannot wait for an attached volume;
-the test waits with ``volume wait --while`` and polls ``volume info`` instead."""
+jobs.  On ``/volume/v2.0`` (kamaki's endpoint) an attached volume is ``in_use``, Synnefo's
+spelling, which kamaki's ``--wait`` and ``volume wait --until`` expect."""
 
 from __future__ import annotations
 
@@ -50,17 +47,16 @@ def test_kamaki_volume_lifecycle(cloud: Cloud, portal: Any) -> None:
     assert [t["id"] for t in types] == ["archipelago"]
     (root,) = _json(kamaki, "volume", "list", "-l")
     assert root["bootable"] == "true" and root["imageRef"] == cloud.image
-    assert root["server_id"] == server and root["status"] == "in-use"
+    assert root["server_id"] == server and root["status"] == "in_use"
     assert cloud.quota_usage("cyclades.disk") == GiB
 
     # a new volume on the running server (kamaki has no JSON output for volume create)
     made = _top_level(kamaki("volume", "create", "--size", "1", "--server-id", server,
-                             "--name", "data").stdout)  # fmt: skip
+                             "--name", "data", "--wait").stdout)  # fmt: skip
     assert made["status"] == "creating" and made["server_id"] == server, made
     volume = made["id"]
-    waited = kamaki("volume", "wait", volume, "--while", "creating", "--timeout", "120")
-    assert f"Volume {volume} status:" in waited.stderr
-    shown = _wait_volume(kamaki, volume, "in-use")
+    shown = _json(kamaki, "volume", "info", volume)
+    assert shown["status"] == "in_use", shown
     assert shown["size"] == 1 and shown["display_name"] == "data"
     assert [(a["server_id"], a["device"]) for a in shown["attachments"]] == [(server, "/dev/vdb")]
     listed = _json(kamaki, "volume", "list")
@@ -73,7 +69,7 @@ def test_kamaki_volume_lifecycle(cloud: Cloud, portal: Any) -> None:
     one = _json(kamaki, "server", "attachment", server, "--attachment-id", volume)
     assert one["volumeId"] == volume and str(one["serverId"]) == server
     renamed = _json(kamaki, "volume", "modify", volume, "--name", "data-renamed")
-    assert renamed["display_name"] == "data-renamed" and renamed["status"] == "in-use"
+    assert renamed["display_name"] == "data-renamed" and renamed["status"] == "in_use"
     assert cloud.quota_usage("cyclades.disk") == 2 * GiB
 
     # a live snapshot, written as a file in the background
@@ -100,7 +96,8 @@ def test_kamaki_volume_lifecycle(cloud: Cloud, portal: Any) -> None:
     # ... and attached again (to the stopped server)
     again = _json(kamaki, "server", "attach", server, "--volume-id", volume)
     assert again["volumeId"] == volume and again["device"] == "/dev/vdb", again
-    _wait_volume(kamaki, volume, "in-use")
+    kamaki("volume", "wait", volume, "--until", "in_use", "--timeout", "120")
+    assert _json(kamaki, "volume", "info", volume)["status"] == "in_use"
 
     # a volume of the snapshot, on its own: available at once, deleted at once
     restored = _top_level(kamaki("volume", "create", "--size", "1", "--name", "restored",

@@ -25,7 +25,7 @@ from .test_compute_ganeti import OPENSTACK, instance, openstack
 pytestmark = pytest.mark.ganeti
 GiB, MiB = 1 << 30, 1 << 20
 FOLDER = plan.STATE_DIR / "volume-tests"
-V2 = "/volume/v2.0"
+V2 = "/volume/v3"  # Cinder's spelling of the statuses (in-use)
 
 
 @pytest.fixture(scope="module")

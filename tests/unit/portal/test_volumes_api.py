@@ -222,6 +222,9 @@ def test_volumes_attach_only_to_archipelago_servers(app: Flask, alice: User) -> 
     ]
     shown = alice("GET", f"/compute/v2.0/servers/{server_id}").get_json()["server"]
     assert shown["volumes"] == [str(root_id)]
+    # attached: Synnefo's spelling on its endpoint (kamaki waits for it), Cinder's elsewhere
+    assert alice("GET", f"{V2}/volumes/{root_id}").get_json()["volume"]["status"] == "in_use"
+    assert alice("GET", f"{V3}/volumes/{root_id}").get_json()["volume"]["status"] == "in-use"
 
 
 def test_upkeep_drops_maps_no_volume_needs_and_completes_stuck_snapshots(
