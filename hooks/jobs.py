@@ -1,4 +1,5 @@
-"""Ganeti's job files, read as JSON: which opcodes on servers ended, and how.  Pure.
+"""Ganeti's job files, read as JSON: which opcodes on servers ended, and how, and which job
+runs a hook's opcode.  Pure, but for :func:`find_job`, which reads the queue directory.
 
 A job file (``/var/lib/ganeti/queue/job-<id>``, Ganeti 3.0) holds ``id``, ``ops`` and the
 job's timestamps; each op has ``input`` (the opcode's parameters, with ``OP_ID`` and, for
@@ -11,8 +12,10 @@ status; Ganeti then also sets the job's ``end_timestamp``.
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from snf.common.rapi_jobs import job_failure
@@ -24,6 +27,8 @@ JOB_FILE = re.compile(r"job-([0-9]{1,18})")
 FINAL = ("success", "error", "canceled")
 #: The opcodes that change a server (and that the portal's actions submit).
 PREFIX = "OP_INSTANCE_"
+#: How many of the newest job files :func:`find_job` looks through for the running job.
+NEWEST_JOBS = 200
 
 
 class BadJob(ValueError):
@@ -75,16 +80,18 @@ def status(job: dict[str, Any]) -> str:
     return "queued"
 
 
-def server_ops(job: dict[str, Any]) -> Iterable[tuple[int, dict[str, Any]]]:
-    """(index, op) for the job's instance opcodes on server instances."""
+def instance_ops(job: dict[str, Any]) -> Iterable[tuple[int, dict[str, Any]]]:
+    """(index, op) for the job's instance opcodes, on any instance."""
     for index, op in enumerate(job["ops"]):
         opcode, name = op["input"].get("OP_ID"), op["input"].get("instance_name")
-        if (
-            isinstance(opcode, str)
-            and opcode.startswith(PREFIX)
-            and isinstance(name, str)
-            and events.INSTANCE.fullmatch(name)
-        ):
+        if isinstance(opcode, str) and opcode.startswith(PREFIX) and isinstance(name, str):
+            yield index, op
+
+
+def server_ops(job: dict[str, Any]) -> Iterable[tuple[int, dict[str, Any]]]:
+    """(index, op) for the job's instance opcodes on server instances."""
+    for index, op in instance_ops(job):
+        if events.INSTANCE.fullmatch(op["input"]["instance_name"]):
             yield index, op
 
 
@@ -114,13 +121,35 @@ def job_events(job: dict[str, Any], cluster: str, source: str = "eventd") -> lis
 
 
 def running_op(job: dict[str, Any], opcode: str, instance: str) -> int | None:
-    """The index of ``opcode`` on ``instance`` if it is running in ``job`` (a post-hook asks
+    """The index of ``opcode`` on ``instance`` if it is running in ``job`` (a hook asks
     which job it runs in: Ganeti does not tell hooks)."""
-    for index, op in server_ops(job):
+    for index, op in instance_ops(job):
         if (
             op.get("status") == "running"
             and op["input"]["OP_ID"] == opcode
             and op["input"]["instance_name"] == instance
         ):
             return index
+    return None
+
+
+def find_job(queue: Path, opcode: str, instance: str) -> tuple[dict[str, Any], int] | None:
+    """(job, opcode index) of the running ``opcode`` on ``instance``, looked for among the
+    :data:`NEWEST_JOBS` newest files in ``queue`` (the job's own file, as Ganeti wrote it
+    when the opcode started: its input as the LU's ``CheckArguments`` left it); None when
+    no job there runs it.  Unreadable and malformed files are skipped."""
+    try:
+        names = os.listdir(queue)
+    except OSError:
+        return None
+    numbers = sorted((n for name in names if (n := job_number(name)) is not None),
+                     reverse=True)[:NEWEST_JOBS]  # fmt: skip
+    for number in numbers:
+        try:
+            job = parse((queue / f"job-{number}").read_bytes())
+        except (OSError, BadJob):
+            continue
+        index = running_op(job, opcode, instance)
+        if index is not None:
+            return job, index
     return None

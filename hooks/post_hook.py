@@ -27,27 +27,6 @@ from .eventd import node_names
 from .spool import Spool
 
 log = logging.getLogger("snf.hooks.post_hook")
-#: How many of the newest job files to look through for the running job.
-NEWEST_JOBS = 200
-
-
-def find_job(queue: Path, opcode: str, instance: str) -> tuple[int, int] | None:
-    """(job id, opcode index) of the running ``opcode`` on ``instance``."""
-    try:
-        names = os.listdir(queue)
-    except OSError:
-        return None
-    numbers = sorted((n for name in names if (n := jobs.job_number(name)) is not None),
-                     reverse=True)[:NEWEST_JOBS]  # fmt: skip
-    for number in numbers:
-        try:
-            job = jobs.parse((queue / f"job-{number}").read_bytes())
-        except (OSError, jobs.BadJob):
-            continue
-        index = jobs.running_op(job, opcode, instance)
-        if index is not None:
-            return number, index
-    return None
 
 
 def event_from_env(env: Mapping[str, str], queue: Path) -> events.Event | None:
@@ -60,13 +39,13 @@ def event_from_env(env: Mapping[str, str], queue: Path) -> events.Event | None:
     if env.get("GANETI_MASTER") not in node_names():
         return None
     opcode, cluster = env.get("GANETI_OP_CODE", ""), env.get("GANETI_CLUSTER", "")
-    found = find_job(queue, opcode, instance)
+    found = jobs.find_job(queue, opcode, instance)
     if found is None:
         log.warning("%s on %s: its job is not in %s (snf-eventd reports it)", opcode,
                     instance, queue)  # fmt: skip
         return None
-    job_id, index = found
-    return events.build(cluster=cluster, job_id=job_id, index=index, opcode=opcode,
+    job, index = found
+    return events.build(cluster=cluster, job_id=job["id"], index=index, opcode=opcode,
                         instance=instance, status="success", end_ts=time.time(),
                         source="hook")  # fmt: skip
 

@@ -12,10 +12,20 @@ without an owner tag.  For the others it sends the instance's shape after the op
 in its HooksAbort) when the owner is over quota, when the tags or the environment are bad,
 and when the portal cannot be asked: the token file is unreadable, the portal cannot be
 reached or does not answer in time.  Stop never refuses for want of the portal (a
-shutdown may be urgent): it says so and lets Ganeti go on.
+shutdown may be urgent): it says so and lets Ganeti go on.  The line also goes to syslog
+(``snf-quota``), since Ganeti drops the output of a hook that passes.
 
-:func:`request_for` (environment -> request or None) and :func:`refusal` (answer -> line)
-are pure; :func:`main` is the shell.
+Ganeti gives a modify's hooks the disks as they were (``LUInstanceSetParams`` does not
+export disk changes), so for a modify the hook reads them from the job that runs it: the
+newest job file in ``<GANETI_DATA_DIR>/queue`` running ``OP_INSTANCE_SET_PARAMS`` on the
+instance holds the opcode's ``disks`` changes, which :func:`disks_after` applies in order
+to the environment's disks.  An added disk counts its size, a removed or detached one no
+longer counts, an attached one counts the size Ganeti's configuration
+(``<GANETI_DATA_DIR>/config.data``) gives it.  When the job cannot be found or its
+changes cannot be read, the hook charges the disks as they were and its line says why.
+
+:func:`request_for` (environment -> request or None), :func:`disks_after` (disks and
+changes -> disks) and :func:`refusal` (answer -> line) are pure; :func:`main` is the shell.
 """
 
 from __future__ import annotations
@@ -26,14 +36,18 @@ import os
 import signal
 import socket
 import sys
+import syslog
 import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from snf.common.config import ConfigError, load_config
+
+from . import jobs
 
 #: Seconds the whole call to the portal may take (Ganeti itself would wait 15 minutes).
 TIMEOUT = 9.0
@@ -44,10 +58,33 @@ OPS = {"instance-add": "add", "instance-modify": "modify", "instance-start": "st
 #: Tags of instances the portal made (and charged) itself.
 PORTAL_TAGS = ("snf:commission:", "snf:server:")
 MAX_DISKS = 64
+#: The opcode of ``gnt-instance modify``, whose job holds the disk changes.
+SET_PARAMS = "OP_INSTANCE_SET_PARAMS"
+#: Ganeti's disk changes (``constants.DDM_*``): the ones that make a disk count or not.
+ADDING, DROPPING = ("add", "attach"), ("remove", "detach")
+#: The changes a legacy (two-item) change names by itself; any other first item is a disk.
+LEGACY = (*ADDING, *DROPPING)
+#: How the hook's line ends when a modify's disk changes could not be read.
+UNSEEN = " (disk changes not counted, the disks as they were: {})"
 
 
 class Refused(Exception):
     """The hook refuses the operation; the message is the line Ganeti shows."""
+
+
+class UnknownDisks(ValueError):
+    """The disk changes of a modify cannot be read; the message says why (the hook then
+    charges the disks as they were)."""
+
+
+@dataclass(frozen=True)
+class Disk:
+    """One of an instance's disks as the hook knows it: its size (MiB), name and UUID
+    (empty when Ganeti has none or does not say, as for a disk added by the same modify)."""
+
+    size: int
+    name: str = ""
+    uuid: str = ""
 
 
 @dataclass(frozen=True)
@@ -107,18 +144,130 @@ def request_for(env: Mapping[str, str]) -> QuotaRequest | None:
 
 
 def shape(env: Mapping[str, str], name: str) -> dict[str, Any]:
-    """The instance after the operation.  For a modify Ganeti gives the new vcpus and
-    memory in ``INSTANCE_VCPUS``/``INSTANCE_MAXMEM`` (the ``BE_*`` variables still hold the
-    old ones) and the disks as they were (it does not export disk changes)."""
+    """The instance after the operation, as far as the environment tells.  For a modify
+    Ganeti gives the new vcpus and memory in ``INSTANCE_VCPUS``/``INSTANCE_MAXMEM`` (the
+    ``BE_*`` variables still hold the old ones) but the disks as they were: the shell
+    replaces ``disk_mib`` with the total after the job's disk changes (:func:`disks_after`)."""
     vcpus = _number(env, "GANETI_INSTANCE_VCPUS", name)
     memory = _number(env, "GANETI_INSTANCE_MAXMEM", name, fallback="GANETI_INSTANCE_MEMORY")
-    count = _number(env, "GANETI_INSTANCE_DISK_COUNT", name)
-    if count > MAX_DISKS:
-        raise Refused(f"instance {name}: {count} disks, more than {MAX_DISKS}")
-    disk = sum(_number(env, f"GANETI_INSTANCE_DISK{i}_SIZE", name) for i in range(count))
+    disk = sum(d.size for d in current_disks(env, name))
     # An existing instance's admin state ("up"); instance-add gives its start flag ("True").
     running = env.get("GANETI_INSTANCE_STATUS", "") in ("up", "True")
     return {"vcpus": vcpus, "memory_mib": memory, "disk_mib": disk, "running": running}
+
+
+def current_disks(env: Mapping[str, str], name: str) -> list[Disk]:
+    """The disks in the environment, in order: ``INSTANCE_DISK<i>_SIZE`` and ``_UUID`` (empty
+    for instance-add) and ``_NAME`` (only for a disk that has a name)."""
+    count = _number(env, "GANETI_INSTANCE_DISK_COUNT", name)
+    if count > MAX_DISKS:
+        raise Refused(f"instance {name}: {count} disks, more than {MAX_DISKS}")
+    key = "GANETI_INSTANCE_DISK{}_{}".format
+    return [Disk(_number(env, key(i, "SIZE"), name), env.get(key(i, "NAME"), ""),
+                 env.get(key(i, "UUID"), "")) for i in range(count)]  # fmt: skip
+
+
+def disks_after(
+    disks: list[Disk], changes: Any, attachable: Callable[[str, str], Disk]
+) -> list[Disk]:
+    """The disks after ``OP_INSTANCE_SET_PARAMS``'s ``disks`` changes, applied in order as
+    Ganeti's ``ApplyContainerMods`` does.  A change is ``[action, identifier, params]`` (the
+    form a job file holds once the opcode runs, whatever the client sent) or the legacy
+    ``[action or identifier, params]``.  ``add`` and ``attach`` take an index (-1: at the
+    end) and insert a disk of ``params["size"]``, or the disk ``attachable("uuid" or
+    "name", value)`` finds; ``remove``, ``detach`` and ``modify`` find a disk by index
+    (-1: the last), UUID or name; ``modify`` may rename it.  Raises :class:`UnknownDisks`
+    for anything else (Ganeti would refuse it too)."""
+    if not isinstance(changes, list):
+        raise UnknownDisks(f"its disk changes are {type(changes).__name__}, not a list")
+    after = list(disks)
+    for change in changes:
+        action, identifier, params = _change(change)
+        if action in ADDING:
+            disk = _added(params) if action == "add" else attachable(*_attach_key(params))
+            at = _index(identifier)
+            if not -1 <= at <= len(after):
+                raise UnknownDisks(f"cannot {action} a disk at index {at} of {len(after)}")
+            after.insert(len(after) if at == -1 else at, disk)
+            continue
+        index = _find(after, identifier)
+        if action in DROPPING:
+            del after[index]
+        elif isinstance(params.get("name"), str):
+            after[index] = replace(after[index], name=params["name"])
+    return after
+
+
+def config_disk(config: Any, key: str, value: str) -> Disk:
+    """The disk whose ``key`` ("uuid" or "name") is ``value`` in Ganeti's configuration
+    (``config.data``, parsed: Ganeti 3.0 keeps every disk, attached or not, in ``disks`` by
+    UUID); :class:`UnknownDisks` when it has none or, by name, more than one."""
+    table = config.get("disks") if isinstance(config, dict) else None
+    if not isinstance(table, dict):
+        raise UnknownDisks("Ganeti's configuration has no disks")
+    if key == "uuid":
+        found = [(value, table[value])] if value in table else []
+    else:
+        found = [(u, d) for u, d in table.items() if isinstance(d, dict) and d.get("name") == value]
+    if len(found) != 1:
+        raise UnknownDisks(f"{len(found)} disks with {key} {value!r} in Ganeti's configuration")
+    disk_uuid, disk = found[0]
+    size = disk.get("size") if isinstance(disk, dict) else None
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise UnknownDisks(f"disk {disk_uuid} has no size in Ganeti's configuration")
+    return Disk(size, str(disk.get("name") or ""), disk_uuid)
+
+
+def _change(change: Any) -> tuple[str, int | str, dict[str, Any]]:
+    if isinstance(change, list) and len(change) == 2 and isinstance(change[0], str | int):
+        first, params = change
+        change = [first, -1, params] if first in LEGACY else ["modify", first, params]
+    if not (isinstance(change, list) and len(change) == 3):
+        raise UnknownDisks(f"a disk change {change!r:.60} is not [action, disk, params]")
+    action, identifier, params = change
+    if action not in (*LEGACY, "modify") or not isinstance(params, dict):
+        raise UnknownDisks(f"a disk change {change!r:.60} is not [action, disk, params]")
+    if isinstance(identifier, bool) or not isinstance(identifier, int | str) or identifier == "":
+        raise UnknownDisks(f"a disk change names disk {identifier!r:.60}")
+    return action, identifier, params
+
+
+def _index(identifier: int | str) -> int:
+    try:
+        return int(identifier)
+    except ValueError:
+        raise UnknownDisks(f"{identifier!r:.60} is not a disk index") from None
+
+
+def _find(disks: list[Disk], identifier: int | str) -> int:
+    """Ganeti's ``GetItemFromContainer``: an index (-1: the last), else a UUID or name."""
+    try:
+        at = int(identifier)
+    except ValueError:
+        for index, disk in enumerate(disks):
+            if identifier in (disk.uuid, disk.name):
+                return index
+        raise UnknownDisks(f"no disk {identifier!r:.60} among the instance's disks") from None
+    if not -1 <= at < len(disks) or not disks:
+        raise UnknownDisks(f"no disk {at} among the instance's {len(disks)}")
+    return len(disks) - 1 if at == -1 else at
+
+
+def _added(params: dict[str, Any]) -> Disk:
+    size = params.get("size")
+    if isinstance(size, str) and size.isdigit() and len(size) <= 12:
+        size = int(size)
+    if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size < 1 << 40:
+        raise UnknownDisks(f"an added disk's size is {size!r:.60}")
+    name = params.get("name")
+    return Disk(size, name if isinstance(name, str) else "")
+
+
+def _attach_key(params: dict[str, Any]) -> tuple[str, str]:
+    for key in ("uuid", "name"):
+        if isinstance(params.get(key), str) and params[key]:
+            return key, params[key]
+    raise UnknownDisks(f"an attached disk is named by neither uuid nor name: {params!r:.60}")
 
 
 def refusal(request: QuotaRequest, status: int, answer: Any) -> str:
@@ -172,9 +321,42 @@ def _json(err: urllib.error.HTTPError) -> Any:
         return None
 
 
+def modified(request: QuotaRequest, env: Mapping[str, str],
+             data_dir: Path) -> tuple[QuotaRequest, str]:  # fmt: skip
+    """For a modify, the request with the disk total after the disk changes of the job that
+    runs it (in ``data_dir``/queue), and ""; or the request as it was (the disks as they
+    were) and why.  Other operations pass unchanged."""
+    if request.op != "modify":
+        return request, ""
+    queue = data_dir / "queue"
+    found = jobs.find_job(queue, SET_PARAMS, request.instance)
+    if found is None:
+        return request, f"no job in {queue} runs {SET_PARAMS} on it"
+    job, index = found
+    loaded: list[Any] = []
+
+    def attachable(key: str, value: str) -> Disk:
+        path = data_dir / "config.data"
+        if not loaded:
+            try:
+                loaded.append(json.loads(path.read_bytes()))
+            except (OSError, ValueError) as exc:
+                raise UnknownDisks(f"cannot read {path}: {exc}") from None
+        return config_disk(loaded[0], key, value)
+
+    try:
+        changes = job["ops"][index]["input"].get("disks") or []
+        disks = disks_after(current_disks(env, request.instance), changes, attachable)
+    except UnknownDisks as exc:
+        return request, f"job {job['id']}: {exc}"
+    return replace(request, body=request.body | {"disk_mib": sum(d.size for d in disks)}), ""
+
+
 def run(env: Mapping[str, str], names: Callable[[], Iterable[str]] = node_names) -> tuple[int, str]:
     """The hook: (exit status, line to print; empty for nothing).  The tags are looked at
-    first, so that most instances pass without even a name lookup."""
+    first, so that most instances pass without even a name lookup.  A modify whose disk
+    changes could not be read is charged for the disks as they were, and the line says so."""
+    unseen = ""
     try:
         request = request_for(env)
         if request is None or not is_master(env, names):
@@ -183,6 +365,13 @@ def run(env: Mapping[str, str], names: Callable[[], Iterable[str]] = node_names)
             config = load_config().hooks
         except ConfigError as exc:
             raise Refused(f"snf-quota: {request.op} of {request.instance} refused: {exc}") from None
+        data_dir = Path(env.get("GANETI_DATA_DIR") or config.ganeti_data_dir)
+        try:
+            request, why = modified(request, env, data_dir)
+        except Exception as exc:  # a reading of Ganeti's files gone wrong must not block
+            why = f"{type(exc).__name__}: {exc}"
+        if why:
+            unseen = UNSEEN.format(" ".join(why.split())[:300])
         try:
             token = config.service_token_file.read_text().strip()
         except OSError as exc:
@@ -202,10 +391,11 @@ def run(env: Mapping[str, str], names: Callable[[], Iterable[str]] = node_names)
         if not is_master(env, names):
             return 0, ""
         line = str(exc)
-        return 1, line if line.startswith("snf-quota:") else f"snf-quota: refused: {line}"
+        line = line if line.startswith("snf-quota:") else f"snf-quota: refused: {line}"
+        return 1, line + unseen
     charged = answer.get("charged") or {}
     shown = ", ".join(f"{k} {v:+d}" for k, v in sorted(charged.items())) or "nothing"
-    return 0, f"snf-quota: {request.op} of {request.instance}: charged {shown}"
+    return 0, f"snf-quota: {request.op} of {request.instance}: charged {shown}{unseen}"
 
 
 def _one_uuid(values: list[str], what: str, name: str) -> str:
@@ -228,4 +418,9 @@ def main() -> None:
     status, line = run(os.environ)
     if line:
         print(line, flush=True)
+        # Ganeti drops a passing pre-hook's output: syslog keeps what was charged, refused,
+        # and why a modify's disk changes were not counted.
+        unseen = UNSEEN.split("{")[0] in line
+        syslog.openlog("snf-quota", 0, syslog.LOG_USER)
+        syslog.syslog(syslog.LOG_WARNING if status or unseen else syslog.LOG_INFO, line)
     sys.exit(status)

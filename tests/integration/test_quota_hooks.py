@@ -3,7 +3,9 @@ test OS): an administrator's `gnt-instance add` of an instance tagged with a use
 charged to that user through the testbed portal, refused over quota with the hook's line in
 Ganeti's HooksAbort and nothing left, and refused when the portal cannot be reached; the
 portal's own instances (a commission tag) and untagged ones are not charged; a remove
-releases what was charged."""
+releases what was charged.  Disks added by `gnt-instance modify --disk add` (which Ganeti
+does not show hooks; the hook reads them from the running job) are refused over quota and
+charged within it, and a removed disk is released."""
 
 from __future__ import annotations
 
@@ -83,6 +85,11 @@ def usage(cloud: Cloud) -> dict[str, int]:
 
 
 NOTHING = {"cyclades.vm": 0, "cyclades.ram": 0, "cyclades.disk": 0}
+GiB = 1 << 30
+
+
+def disk_sizes(c: Cluster, name: str) -> str:
+    return c.gnt("gnt-instance", "list", "--no-headers", "-o", "disk.sizes", name).stdout.strip()
 
 
 def test_an_owned_instance_is_charged_and_released(
@@ -154,3 +161,40 @@ def test_no_portal_refuses_owned_instances_only(
         configure(cluster1, portal.base_url)
     assert usage(cloud) == NOTHING
     cluster1.gnt("gnt-instance", "remove", "-f", "qh-plain.snf.test")
+
+
+def test_disks_added_by_modify_are_charged(
+    cloud: Cloud, cluster1: Cluster, portal: Any, made: list[str]
+) -> None:
+    """The owner's disk limit leaves room for the instance's first disk (64 MiB) and 32 MiB
+    more: adding 64 MiB is refused before Ganeti makes the disk, adding 32 MiB is charged,
+    and removing it (stopped: the fake hypervisor cannot hot-unplug) releases it."""
+    name = "qh-disks.snf.test"
+    portal.snf_portal("quota", "set", cloud.email, "cyclades.disk", str(96 * MiB))
+    try:
+        done = add(cluster1, made, name, f"snf:owner:{cloud.uuid}")
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert cloud.quota_usage("cyclades.disk") == 64 * MiB
+        refused = cluster1.gnt("gnt-instance", "modify", "--disk", "add:size=64M", name,
+                               check=False)  # fmt: skip
+        output = refused.stdout + refused.stderr
+        assert refused.returncode != 0 and "hooks execution failed" in output, output
+        over = (f"snf-quota: modify of {name} refused: cyclades.disk over quota for user "
+                f"{cloud.uuid}: limit 96 MiB, usage 64 MiB, asked for 64 MiB")  # fmt: skip
+        assert over in output
+        assert "disk changes not counted" not in output  # it read them from the job
+        assert disk_sizes(cluster1, name) == "64"
+        assert cloud.quota_usage("cyclades.disk") == 64 * MiB
+        done = cluster1.gnt("gnt-instance", "modify", "--disk", "add:size=32M", name,
+                            check=False)  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert disk_sizes(cluster1, name) == "64,32"
+        assert cloud.quota_usage("cyclades.disk") == 96 * MiB
+        cluster1.gnt("gnt-instance", "shutdown", name)
+        cluster1.gnt("gnt-instance", "modify", "--disk", "1:remove", name)
+        assert disk_sizes(cluster1, name) == "64"
+        assert cloud.quota_usage("cyclades.disk") == 64 * MiB
+    finally:
+        portal.snf_portal("quota", "set", cloud.email, "cyclades.disk", str(40 * GiB))
+    cluster1.gnt("gnt-instance", "remove", "-f", name)
+    assert usage(cloud) == NOTHING

@@ -3,6 +3,7 @@ and built ones for the other shapes."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -69,3 +70,24 @@ def test_job_numbers() -> None:
     assert jobs.job_number("job-17") == 17
     for name in ("job-", "job-x", ".job-1.tmp", "serial", "lock", "archive"):
         assert jobs.job_number(name) is None
+
+
+def test_find_the_running_job_in_a_captured_queue(tmp_path: Path) -> None:
+    """The queue as a testbed cluster's instance-modify pre-hook saw it: the job running the
+    hook's opcode, on any instance (an administrator's ``cap1.snf.test`` here), is found
+    among finished ones; its file already holds the opcode's input."""
+    queue = DATA / "set-params" / "add" / "queue"
+    found = jobs.find_job(queue, "OP_INSTANCE_SET_PARAMS", "cap1.snf.test")
+    assert found is not None
+    job, index = found
+    assert (job["id"], index, jobs.status(job)) == (3, 0, "running")
+    assert job["ops"][index]["input"]["disks"] == [["add", -1, {"size": 32, "name": "data1"}]]
+    assert jobs.find_job(queue, "OP_INSTANCE_CREATE", "cap1.snf.test") is None  # it ended
+    assert jobs.find_job(queue, "OP_INSTANCE_SET_PARAMS", "cap2.snf.test") is None
+    assert jobs.find_job(tmp_path / "none", "OP_INSTANCE_SET_PARAMS", "cap1.snf.test") is None
+    # Not a server: the finished create is no event.
+    assert jobs.job_events(jobs.parse((queue / "job-2").read_bytes()), "c1.snf.test") == []
+    broken = tmp_path / "queue"
+    shutil.copytree(queue, broken)
+    (broken / "job-3").write_text("{")
+    assert jobs.find_job(broken, "OP_INSTANCE_SET_PARAMS", "cap1.snf.test") is None

@@ -5,6 +5,8 @@ answer in time, nothing listening, no token)."""
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -273,3 +275,181 @@ def test_main_prints_one_line(tmp_path: Path) -> None:
                           env=hook_env, capture_output=True, text=True, timeout=30)  # fmt: skip
     assert done.returncode == 1 and done.stderr == ""
     assert done.stdout.count("\n") == 1 and "cannot be reached" in done.stdout
+
+
+# -- a modify's disk changes, from the job files a testbed cluster wrote -------------------
+
+#: One folder per ``gnt-instance modify`` captured on the testbed (Ganeti 3.0.2) by a pre-hook
+#: that copied its environment (``env``) and the newest job files (``queue/``) as they were
+#: while the hook ran; ``attach-by-name`` also has the cluster's ``config.data`` (its
+#: ``version`` and ``disks`` only, as they were at the end of the capture).
+CAPTURED = Path(__file__).parent / "data" / "set-params"
+CAP_MASTER = "n1.c1.snf.test"
+
+
+def captured(case: str, data_dir: Path | None = None) -> dict[str, str]:
+    """The environment of a captured modify, tagged with an owner, reading its job queue
+    from ``data_dir`` (its own folder unless told)."""
+    lines = (CAPTURED / case / "env").read_text().splitlines()
+    hook_env = dict(line.split("=", 1) for line in lines if line)
+    hook_env["GANETI_INSTANCE_TAGS"] = f"snf:owner:{OWNER}"
+    hook_env["GANETI_DATA_DIR"] = str(data_dir or CAPTURED / case)
+    return hook_env
+
+
+def cap_master() -> set[str]:
+    return {CAP_MASTER}
+
+
+@pytest.mark.parametrize(
+    ("case", "before", "after"),
+    [
+        ("add", 64, 96),  # --disk add:size=32M,name=data1 -> ["add", -1, {...}]
+        ("add-at-index", 96, 112),  # --disk 1:add,size=16M -> ["add", "1", {...}]
+        ("remove-by-name", 112, 80),  # --disk data1:remove
+        ("detach-last", 80, 64),  # --disk -1:detach -> ["detach", "-1", {}]
+        ("detach-by-name", 72, 64),  # --disk extra:detach
+        ("attach-by-name", 64, 72),  # --disk attach:name=extra: its size from config.data
+        ("add-and-rename", 80, 84),  # --disk -1:add,size=4M --disk 0:modify,name=r3
+        ("memory-only", 84, 84),  # -B memory=96: "disks": []
+        ("rapi-legacy-add", 84, 96),  # RAPI [["add", {"size": 12}]]: upgraded in the file
+    ],
+)
+def test_the_disks_after_a_captured_modify(case: str, before: int, after: int) -> None:
+    hook_env = captured(case)
+    request = qh.request_for(hook_env)
+    assert request is not None and request.body["disk_mib"] == before  # as Ganeti says
+    changed, why = qh.modified(request, hook_env, CAPTURED / case)
+    assert why == "" and changed.body["disk_mib"] == after
+    assert changed.body | {"disk_mib": before} == request.body
+
+
+def test_a_captured_modify_is_charged_for_its_new_disks(
+    portal: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    configure(tmp_path, monkeypatch, f"http://127.0.0.1:{portal.server_port}")
+    status, line = qh.run(captured("rapi-legacy-add"), cap_master)
+    assert status == 0 and line.endswith("charged cyclades.cpu +2, cyclades.vm +1")
+    (_, _, sent) = portal.seen[0]
+    assert (sent["op"], sent["memory_mib"], sent["disk_mib"]) == ("modify", 96, 96)
+    portal.mode = "over"
+    status, line = qh.run(captured("add"), cap_master)
+    assert (status, line) == (1, f"snf-quota: modify of cap1.snf.test refused: {OVER}")
+
+
+def test_without_its_job_the_disks_are_as_they_were(
+    portal: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    configure(tmp_path, monkeypatch, f"http://127.0.0.1:{portal.server_port}")
+    empty = tmp_path / "ganeti"
+    (empty / "queue").mkdir(parents=True)
+    status, line = qh.run(captured("add", empty), cap_master)
+    why = (" (disk changes not counted, the disks as they were: no job in "
+           f"{empty}/queue runs OP_INSTANCE_SET_PARAMS on it)")  # fmt: skip
+    assert (status, line) == (0, "snf-quota: modify of cap1.snf.test: charged "
+                                 f"cyclades.cpu +2, cyclades.vm +1{why}")  # fmt: skip
+    assert portal.seen[-1][2]["disk_mib"] == 64
+    portal.mode = "over"
+    status, line = qh.run(captured("add", tmp_path / "nowhere"), cap_master)
+    assert status == 1 and "\n" not in line
+    assert line.startswith(f"snf-quota: modify of cap1.snf.test refused: {OVER} (disk changes ")
+    # Stop, start and the others do not look for their job.
+    assert qh.modified(qh.request_for(captured("add") | {  # type: ignore[arg-type]
+        "GANETI_HOOKS_PATH": "instance-start"}), {}, empty)[1] == ""  # fmt: skip
+
+
+def test_a_job_whose_changes_cannot_be_read(tmp_path: Path) -> None:
+    """The job is there, but its changes name a disk the instance lacks, or an attached disk
+    the configuration does not have: the disks as they were, and why."""
+    data = tmp_path / "ganeti"
+    shutil.copytree(CAPTURED / "remove-by-name" / "queue", data / "queue")
+    job = json.loads((data / "queue" / "job-5").read_text())
+    job["ops"][0]["input"]["disks"] = [["remove", "data2", {}]]
+    (data / "queue" / "job-5").write_text(json.dumps(job))
+    request = qh.request_for(captured("remove-by-name", data))
+    assert request is not None
+    assert qh.modified(request, captured("remove-by-name", data), data) == (
+        request, "job 5: no disk 'data2' among the instance's disks")  # fmt: skip
+    attach = captured("attach-by-name", data)
+    shutil.copytree(CAPTURED / "attach-by-name" / "queue", data / "queue", dirs_exist_ok=True)
+    request = qh.request_for(attach)
+    assert request is not None
+    kept, why = qh.modified(request, attach, data)
+    assert kept == request and why.startswith(f"job 11: cannot read {data}/config.data: ")
+    (data / "config.data").write_text('{"version": 3000000, "disks": {}}')
+    assert qh.modified(request, attach, data)[1] == (
+        "job 11: 0 disks with name 'extra' in Ganeti's configuration")  # fmt: skip
+
+
+# -- disks_after, the pure core, for the shapes the captures do not show --------------------
+
+DISKS = [qh.Disk(64, "root", "u-0"), qh.Disk(16, "", "u-1"), qh.Disk(32, "data", "u-2")]
+DETACHED = {"u-9": qh.Disk(8, "spare", "u-9")}
+
+
+def attachable(key: str, value: str) -> qh.Disk:
+    found = [d for d in DETACHED.values() if getattr(d, key) == value]
+    if not found:
+        raise qh.UnknownDisks(f"no disk {value}")
+    return found[0]
+
+
+@pytest.mark.parametrize(
+    ("changes", "sizes"),
+    [
+        ([], [64, 16, 32]),
+        ([["remove", "u-1", {}]], [64, 32]),  # by UUID
+        ([["detach", 0, {}], ["remove", 0, {}]], [32]),  # in order: 0 twice
+        ([["add", 0, {"size": "5"}]], [5, 64, 16, 32]),
+        ([["add", 3, {"size": 5, "name": "new"}], ["remove", "new", {}]], [64, 16, 32]),
+        ([["modify", "data", {"name": "gone"}], ["remove", "gone", {}]], [64, 16]),
+        ([["attach", -1, {"uuid": "u-9"}], ["detach", "-1", {}]], [64, 16, 32]),
+        ([["attach", 1, {"name": "spare"}]], [64, 8, 16, 32]),
+        ([["add", {"size": 7}]], [64, 16, 32, 7]),  # the legacy two-item form
+        ([["remove", {}]], [64, 16]),
+        ([["root", {"mode": "ro"}]], [64, 16, 32]),  # legacy: a modify of disk "root"
+    ],
+)
+def test_disks_after(changes: list[Any], sizes: list[int]) -> None:
+    assert [d.size for d in qh.disks_after(DISKS, changes, attachable)] == sizes
+
+
+@pytest.mark.parametrize(
+    ("changes", "words"),
+    [
+        ({"add": 1}, "dict, not a list"),
+        ([{"op": "add", "size": 1}], "is not [action, disk, params]"),
+        ([["grow", 0, {}]], "is not [action, disk, params]"),
+        ([["add", -1, {"size": "1G"}]], "an added disk's size is '1G'"),
+        ([["add", -1, {}]], "an added disk's size is None"),
+        ([["add", 4, {"size": 1}]], "cannot add a disk at index 4 of 3"),
+        ([["add", "end", {"size": 1}]], "'end' is not a disk index"),
+        ([["remove", 3, {}]], "no disk 3 among the instance's 3"),
+        ([["remove", -2, {}]], "no disk -2"),
+        ([["remove", "", {}]], "names disk ''"),
+        ([["remove", True, {}]], "names disk True"),
+        ([["detach", "swap", {}]], "no disk 'swap' among"),
+        ([["attach", -1, {"name": "other"}]], "no disk other"),
+        ([["attach", -1, {}]], "neither uuid nor name"),
+    ],
+)
+def test_disk_changes_that_cannot_be_read(changes: Any, words: str) -> None:
+    with pytest.raises(qh.UnknownDisks, match=re.escape(words)):
+        qh.disks_after(DISKS, changes, attachable)
+    with pytest.raises(qh.UnknownDisks, match="no disk -1 among the instance's 0"):
+        qh.disks_after([], [["remove", -1, {}]], attachable)
+
+
+def test_attached_disks_in_the_configuration() -> None:
+    config = json.loads((CAPTURED / "attach-by-name" / "config.data").read_text())
+    extra = qh.config_disk(config, "name", "extra")
+    assert extra == qh.Disk(8, "extra", "be18e7f8-a4ac-4ec9-a258-c746df8e4476")
+    assert qh.config_disk(config, "uuid", extra.uuid) == extra
+    # Disks without a name (None in config.data) are found by UUID only.
+    assert qh.config_disk(config, "uuid", "28a507a6-34a5-4805-aa2d-e6a30a76fb94").size == 16
+    config["disks"]["x"] = {"name": "extra", "size": 1}
+    with pytest.raises(qh.UnknownDisks, match="2 disks with name 'extra'"):
+        qh.config_disk(config, "name", "extra")
+    for bad in ({}, [], {"disks": {"u": {"size": "8"}}}):
+        with pytest.raises(qh.UnknownDisks):
+            qh.config_disk(bad, "uuid", "u")
