@@ -18,6 +18,7 @@ from . import (
     bench_pithos,
     bench_portal,
     bench_testbed,
+    bench_volumes,
 )
 
 BENCHMARKS = {
@@ -29,6 +30,7 @@ BENCHMARKS = {
     "image": bench_image.run,
     "compute": bench_compute.run,
     "nfdhcpd": bench_nfdhcpd.run,
+    "volumes": bench_volumes.run,
 }
 
 
