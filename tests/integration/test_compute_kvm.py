@@ -14,6 +14,8 @@ from tests.testbed import compute, guest, images, plan
 from tests.testbed.cluster import Cluster
 from tests.testbed.compute import Cloud
 
+from .test_compute_ganeti import instance
+
 pytestmark = [pytest.mark.ganeti, pytest.mark.kvm]
 FOLDER = plan.STATE_DIR / "compute-kvm"
 BACKEND = "c1-kvm"
@@ -59,6 +61,9 @@ def test_a_kvm_server_boots_with_its_customized_hostname(cloud: Cloud, cluster1:
                      "serial_console=false,vnc_bind_address=127.0.0.1", name)  # fmt: skip
         status, _, body = cloud.api("POST", action, {"console": {"type": "vnc"}})
         assert status == 200, body
-        assert body["console"]["type"] == "vnc" and body["console"]["port"] > 5900
+        fields = instance(cluster1, name)
+        assert fields is not None and fields["network_port"] > 5900
+        assert body["console"] == {"type": "vnc", "host": "127.0.0.1",
+                                   "port": fields["network_port"], "password": ""}  # fmt: skip
     finally:
         cloud.delete_server(server["id"])

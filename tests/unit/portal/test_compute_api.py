@@ -15,7 +15,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from snf.portal.compute import charges, lifecycle, reconcile, requests, views
+from snf.portal.compute import charges, consoles, lifecycle, reconcile, requests, views
 from snf.portal.compute.models import Backend, Flavor, Server
 from snf.portal.errors import ApiError
 from snf.portal.extensions import db
@@ -245,6 +245,22 @@ def test_reconcile_rejects_commissions_no_action_waits_for(
         ]
         assert quota.pending_commissions(db.session, service="cyclades") == [waiting.serial]
         assert _held(user, "cyclades.vm") == 1
+
+
+def test_vnc_endpoint_as_ganeti_works_it_out() -> None:
+    vnc = {"vnc_bind_address": "127.0.0.1", "serial_console": False}
+    assert consoles.vnc_endpoint({"hvparams": vnc, "network_port": 11005}, "192.0.2.11") == (
+        "127.0.0.1", 11005)  # fmt: skip
+    anywhere = {"hvparams": vnc | {"vnc_bind_address": "0.0.0.0"}, "network_port": 11005}
+    assert consoles.vnc_endpoint(anywhere, "192.0.2.11") == ("192.0.2.11", 11005)
+    serial = {"hvparams": vnc | {"serial_console": True}, "network_port": 11005}
+    assert "serial" in str(consoles.vnc_endpoint(serial, "192.0.2.11"))
+    for none in (
+        {"hvparams": {}, "network_port": None},
+        {"hvparams": vnc, "network_port": None},
+        {"hvparams": vnc | {"vnc_bind_address": ""}, "network_port": 11005},
+    ):
+        assert isinstance(consoles.vnc_endpoint(none, "192.0.2.11"), str)
 
 
 def test_status_shown_for_each_state() -> None:
