@@ -2,11 +2,12 @@
 runs a hook's opcode.  Pure, but for :func:`find_job`, which reads the queue directory.
 
 A job file (``/var/lib/ganeti/queue/job-<id>``, Ganeti 3.0) holds ``id``, ``ops`` and the
-job's timestamps; each op has ``input`` (the opcode's parameters, with ``OP_ID`` and, for
-instance opcodes, ``instance_name``), ``status`` (queued, waiting, running, canceling,
-canceled, success, error), ``result`` (a failed op's ``[ErrClass, args]``) and its own
-``end_timestamp`` (``[seconds, microseconds]``).  A job has ended when every op has a final
-status; Ganeti then also sets the job's ``end_timestamp``.
+job's timestamps; each op has ``input`` (the opcode's parameters, with ``OP_ID``,
+``dry_run`` (true, false or null) and, for instance opcodes, ``instance_name``), ``status``
+(queued, waiting, running, canceling, canceled, success, error), ``result`` (a failed op's
+``[ErrClass, args]``) and its own ``end_timestamp`` (``[seconds, microseconds]``).  A job
+has ended when every op has a final status; Ganeti then also sets the job's
+``end_timestamp``.
 """
 
 from __future__ import annotations
@@ -122,7 +123,10 @@ def job_events(job: dict[str, Any], cluster: str, source: str = "eventd") -> lis
 
 def running_op(job: dict[str, Any], opcode: str, instance: str) -> int | None:
     """The index of ``opcode`` on ``instance`` if it is running in ``job`` (a hook asks
-    which job it runs in: Ganeti does not tell hooks)."""
+    which job it runs in: Ganeti does not tell hooks).  ``instance_name`` in the file is the
+    name the hooks get as ``GANETI_INSTANCE_NAME``: Ganeti writes the file when the op starts
+    running, after the LU's ``CheckArguments``, which for a create lower-cases the name and,
+    with the name check, resolves it (``vm1`` becomes ``vm1.example.org``)."""
     for index, op in instance_ops(job):
         if (
             op.get("status") == "running"

@@ -24,6 +24,14 @@ longer counts, an attached one counts the size Ganeti's configuration
 (``<GANETI_DATA_DIR>/config.data``) gives it.  When the job cannot be found or its
 changes cannot be read, the hook charges the disks as they were and its line says why.
 
+Ganeti runs the pre-hooks of a dry run too (``--dry-run`` of ``gnt-instance add``,
+``modify``, ``startup``, ``shutdown`` and ``remove``; RAPI's ``dry-run=1``), then stops.
+So the hook reads the job of every operation, once (:func:`from_job`): when the running
+op's input has ``dry_run`` true, the request says ``"dry_run": true`` and the portal checks
+the limits without charging anything.  A dry run over quota is refused with the line a real
+run would get; one within quota passes and charges nothing.  When the job cannot be found,
+the hook goes on as for a real run.
+
 :func:`request_for` (environment -> request or None), :func:`disks_after` (disks and
 changes -> disks) and :func:`refusal` (answer -> line) are pure; :func:`main` is the shell.
 """
@@ -58,8 +66,11 @@ OPS = {"instance-add": "add", "instance-modify": "modify", "instance-start": "st
 #: Tags of instances the portal made (and charged) itself.
 PORTAL_TAGS = ("snf:commission:", "snf:server:")
 MAX_DISKS = 64
-#: The opcode of ``gnt-instance modify``, whose job holds the disk changes.
-SET_PARAMS = "OP_INSTANCE_SET_PARAMS"
+#: Our operation -> the opcode of the one LU that runs its hooks (its job holds ``dry_run``
+#: and, for a modify, the disk changes).
+OPCODES = {"add": "OP_INSTANCE_CREATE", "modify": "OP_INSTANCE_SET_PARAMS",
+           "start": "OP_INSTANCE_STARTUP", "stop": "OP_INSTANCE_SHUTDOWN",
+           "remove": "OP_INSTANCE_REMOVE"}  # fmt: skip
 #: Ganeti's disk changes (``constants.DDM_*``): the ones that make a disk count or not.
 ADDING, DROPPING = ("add", "attach"), ("remove", "detach")
 #: The changes a legacy (two-item) change names by itself; any other first item is a disk.
@@ -321,18 +332,31 @@ def _json(err: urllib.error.HTTPError) -> Any:
         return None
 
 
-def modified(request: QuotaRequest, env: Mapping[str, str],
+def from_job(request: QuotaRequest, env: Mapping[str, str],
              data_dir: Path) -> tuple[QuotaRequest, str]:  # fmt: skip
-    """For a modify, the request with the disk total after the disk changes of the job that
-    runs it (in ``data_dir``/queue), and ""; or the request as it was (the disks as they
-    were) and why.  Other operations pass unchanged."""
+    """The request as the job that runs the operation tells (its file in ``data_dir``/queue,
+    found once): with ``"dry_run": true`` when the op is a dry run, and for a modify with
+    the disk total after its disk changes (:func:`modified`); and "" or why the job or its
+    disk changes could not be read (the request then goes as it was, as for a real run)."""
+    queue, opcode = data_dir / "queue", OPCODES[request.op]
+    found = jobs.find_job(queue, opcode, request.instance)
+    if found is None:
+        return request, f"no job in {queue} runs {opcode} on it"
+    job, index = found
+    if job["ops"][index]["input"].get("dry_run") is True:
+        request = replace(request, body=request.body | {"dry_run": True})
     if request.op != "modify":
         return request, ""
-    queue = data_dir / "queue"
-    found = jobs.find_job(queue, SET_PARAMS, request.instance)
-    if found is None:
-        return request, f"no job in {queue} runs {SET_PARAMS} on it"
-    job, index = found
+    try:
+        return modified(request, env, data_dir, job, index)
+    except Exception as exc:  # a reading of Ganeti's files gone wrong must not block
+        return request, f"job {job['id']}: {type(exc).__name__}: {exc}"
+
+
+def modified(request: QuotaRequest, env: Mapping[str, str], data_dir: Path,
+             job: dict[str, Any], index: int) -> tuple[QuotaRequest, str]:  # fmt: skip
+    """A modify's request with the disk total after the disk changes of op ``index`` of
+    ``job``, and ""; or the request as it was (the disks as they were) and why."""
     loaded: list[Any] = []
 
     def attachable(key: str, value: str) -> Disk:
@@ -355,7 +379,9 @@ def modified(request: QuotaRequest, env: Mapping[str, str],
 def run(env: Mapping[str, str], names: Callable[[], Iterable[str]] = node_names) -> tuple[int, str]:
     """The hook: (exit status, line to print; empty for nothing).  The tags are looked at
     first, so that most instances pass without even a name lookup.  A modify whose disk
-    changes could not be read is charged for the disks as they were, and the line says so."""
+    changes could not be read is charged for the disks as they were, and the line says so;
+    a dry run is checked and charged nothing (when its job cannot be read, it is charged
+    as a real run, as the other operations are, without a word)."""
     unseen = ""
     try:
         request = request_for(env)
@@ -367,10 +393,10 @@ def run(env: Mapping[str, str], names: Callable[[], Iterable[str]] = node_names)
             raise Refused(f"snf-quota: {request.op} of {request.instance} refused: {exc}") from None
         data_dir = Path(env.get("GANETI_DATA_DIR") or config.ganeti_data_dir)
         try:
-            request, why = modified(request, env, data_dir)
+            request, why = from_job(request, env, data_dir)
         except Exception as exc:  # a reading of Ganeti's files gone wrong must not block
             why = f"{type(exc).__name__}: {exc}"
-        if why:
+        if why and request.op == "modify":
             unseen = UNSEEN.format(" ".join(why.split())[:300])
         try:
             token = config.service_token_file.read_text().strip()
@@ -393,9 +419,21 @@ def run(env: Mapping[str, str], names: Callable[[], Iterable[str]] = node_names)
         line = str(exc)
         line = line if line.startswith("snf-quota:") else f"snf-quota: refused: {line}"
         return 1, line + unseen
-    charged = answer.get("charged") or {}
-    shown = ", ".join(f"{k} {v:+d}" for k, v in sorted(charged.items())) or "nothing"
-    return 0, f"snf-quota: {request.op} of {request.instance}: charged {shown}{unseen}"
+    what = f"snf-quota: {request.op} of {request.instance}"
+    answer = answer if isinstance(answer, dict) else {}
+    if answer.get("dry_run") is True:
+        would = _shown(answer.get("would_charge"))
+        return 0, f"{what} (dry run): within quota; charged nothing, would charge {would}{unseen}"
+    return 0, f"{what}: charged {_shown(answer.get('charged'))}{unseen}"
+
+
+def _shown(charges: Any) -> str:
+    """``{"cyclades.vm": 1, ...}`` as "cyclades.vm +1, ..." ("nothing" when empty)."""
+    if not isinstance(charges, dict):
+        return "nothing"
+    shown = (f"{k} {v:+d}" if isinstance(v, int) else f"{k} {v!r:.20}"
+             for k, v in sorted(charges.items()))  # fmt: skip
+    return ", ".join(shown) or "nothing"
 
 
 def _one_uuid(values: list[str], what: str, name: str) -> str:

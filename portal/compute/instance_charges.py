@@ -6,7 +6,9 @@ portal's) by its shape after the operation.  What it should hold is then a funct
 shape alone (:func:`target`, the same resources as a portal server: :mod:`.charges`); what it
 is charged is the :func:`difference` between that target and what it holds already (the
 ledger of its earlier accepted commissions), so a retried or repeated operation charges
-nothing twice, and a remove releases exactly what was charged.  No I/O here.
+nothing twice, and a remove releases exactly what was charged.  A request with
+``"dry_run": true`` (Ganeti's ``--dry-run``, whose pre-hooks run too) is checked the same
+way and charges nothing.  No I/O here.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,189}")
 #: Far above any real instance (1 PiB of disk, 64 TiB of memory), below SQL's BIGINT.
 _MAX = {"vcpus": 4096, "memory_mib": 1 << 26, "disk_mib": 1 << 30}
 FIELDS = {"owner", "project", "instance", "cluster", "op", "vcpus", "memory_mib", "disk_mib",
-          "running"}  # fmt: skip
+          "running", "dry_run"}  # fmt: skip
 
 #: (user, project, resource) -> quantity
 Charges = dict[tuple[uuid.UUID, uuid.UUID, str], int]
@@ -44,6 +46,8 @@ class InstanceRequest:
     memory_mib: int = 0
     disk_mib: int = 0
     running: bool = False
+    #: Only check the limits: charge nothing (Ganeti's ``--dry-run``).
+    dry_run: bool = False
 
     @property
     def ledger(self) -> str:
@@ -67,15 +71,19 @@ def parse(body: Mapping[str, Any]) -> InstanceRequest:
     op = body.get("op")
     if op not in OPS:
         raise InvalidInput(f"op must be one of {', '.join(OPS)}, not {op!r}")
+    dry_run = body.get("dry_run", False)
+    if type(dry_run) is not bool:
+        raise InvalidInput(f"dry_run must be true or false, not {dry_run!r}")
     if op == "remove":
-        return InstanceRequest(owner, project, names["cluster"], names["instance"], op)
+        return InstanceRequest(owner, project, names["cluster"], names["instance"], op,
+                               dry_run=dry_run)  # fmt: skip
     sizes = {field: _count(body.get(field), field, top) for field, top in _MAX.items()}
     running = body.get("running")
     if type(running) is not bool:
         raise InvalidInput(f"running must be true or false, not {running!r}")
     running = {"start": True, "stop": False}.get(op, running)
     return InstanceRequest(owner, project, names["cluster"], names["instance"], op,
-                           running=running, **sizes)  # fmt: skip
+                           running=running, dry_run=dry_run, **sizes)  # fmt: skip
 
 
 def target(request: InstanceRequest) -> Charges:

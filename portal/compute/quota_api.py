@@ -12,6 +12,13 @@ instance the portal does not manage.  If the operation then fails, the instance 
 it asked for until its next hook call, which charges only the difference (a retried add
 charges nothing more); a remove releases everything.
 
+**Dry runs.** Ganeti runs the pre-hooks of ``gnt-instance ... --dry-run`` too, and then
+does nothing; the hook then sends ``"dry_run": true``.  Such a request goes the same way,
+inside a SAVEPOINT that is rolled back at the end: the very statements that would charge
+check the limits (413 as for a real run), and nothing stays.  The answer says
+``"dry_run": true``, ``"charged": {}``, what a real run would charge (``would_charge``) and
+what the instance still holds.
+
 **The ledger.** What an instance holds is the sum of its accepted commissions: each one is
 issued by service :data:`SERVICE` under the instance's name (``instance <cluster>/<name>``),
 so the quota tables themselves are the durable record, in the same transaction as the
@@ -53,26 +60,36 @@ def charge_instance() -> Response:
 
 def charge(session: Session, request: ic.InstanceRequest) -> dict[str, object]:
     """Charge (or release) the difference; the caller commits.  ApiError 404 for an unknown
-    owner, 403 for a project the owner has no quota in, 413 over a limit."""
+    owner, 403 for a project the owner has no quota in, 413 over a limit.  A dry run does
+    all of it inside a SAVEPOINT that it rolls back: it fails alike and changes nothing."""
     if session.get(User, request.owner) is None:
         raise ApiError(404, f"user {request.owner} not found")
-    if request.project == request.owner:
-        quota.ensure_user(session, request.owner)
-    before = held(session, request.ledger)
-    delta = ic.difference(ic.target(request), before)
-    serial = None
-    if delta:
-        try:
-            serial = quota.issue_commission(session, ic.provisions(delta), name=request.ledger,
-                                            auto_accept=True, service=SERVICE)  # fmt: skip
-        except NoCapacity as exc:
-            raise ApiError(413, over_limit(exc, request), fault="overLimit") from None
-        except NoHolding:
-            raise ApiError(403, f"user {request.owner} has no quota in project "
-                                f"{request.project}") from None  # fmt: skip
-    holds = ic.by_resource(ic.target(request))
-    return {"instance": request.instance, "cluster": request.cluster, "serial": serial,
-            "charged": ic.by_resource(delta), "holds": holds}  # fmt: skip
+    trial = session.begin_nested() if request.dry_run else None
+    try:
+        if request.project == request.owner:
+            quota.ensure_user(session, request.owner)
+        before = held(session, request.ledger)
+        delta = ic.difference(ic.target(request), before)
+        serial = None
+        if delta:
+            try:
+                serial = quota.issue_commission(session, ic.provisions(delta),
+                                                name=request.ledger, auto_accept=True,
+                                                service=SERVICE)  # fmt: skip
+            except NoCapacity as exc:
+                raise ApiError(413, over_limit(exc, request), fault="overLimit") from None
+            except NoHolding:
+                raise ApiError(403, f"user {request.owner} has no quota in project "
+                                    f"{request.project}") from None  # fmt: skip
+    finally:
+        if trial is not None:
+            trial.rollback()
+    head = {"instance": request.instance, "cluster": request.cluster}
+    if request.dry_run:  # nothing charged: what a real run would charge, what it still holds
+        return head | {"dry_run": True, "serial": None, "charged": {}, "would_charge":
+                       ic.by_resource(delta), "holds": ic.by_resource(before)}  # fmt: skip
+    return head | {"serial": serial, "charged": ic.by_resource(delta),
+                   "holds": ic.by_resource(ic.target(request))}  # fmt: skip
 
 
 def held(session: Session, ledger: str) -> ic.Charges:

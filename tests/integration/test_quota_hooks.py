@@ -5,7 +5,8 @@ Ganeti's HooksAbort and nothing left, and refused when the portal cannot be reac
 portal's own instances (a commission tag) and untagged ones are not charged; a remove
 releases what was charged.  Disks added by `gnt-instance modify --disk add` (which Ganeti
 does not show hooks; the hook reads them from the running job) are refused over quota and
-charged within it, and a removed disk is released."""
+charged within it, and a removed disk is released.  Dry runs (`--dry-run`, whose pre-hooks
+Ganeti runs too) charge nothing and are refused over quota with the same line."""
 
 from __future__ import annotations
 
@@ -70,13 +71,16 @@ def instances(c: Cluster) -> list[str]:
     return c.gnt("gnt-instance", "list", "--no-headers", "-o", "name").stdout.split()
 
 
-def add(c: Cluster, names: list[str], name: str, *tags: str, memory: int = 64) -> Any:
+def add(c: Cluster, names: list[str], name: str, *tags: str, memory: int = 64,
+        dry_run: bool = False) -> Any:  # fmt: skip
     names.append(name)
     argv = ["gnt-instance", "add", "-t", "file", "--disk", "0:size=64M", "-o", OS_NAME,
             "--no-name-check", "--no-ip-check", "-H", "fake", "-B",
             f"memory={memory},vcpus=1", "-n", c.info.master]  # fmt: skip
     if tags:
         argv += ["--tags", ",".join(tags)]
+    if dry_run:
+        argv.append("--dry-run")
     return c.gnt(*argv, name, check=False, timeout=300)
 
 
@@ -194,6 +198,49 @@ def test_disks_added_by_modify_are_charged(
         cluster1.gnt("gnt-instance", "modify", "--disk", "1:remove", name)
         assert disk_sizes(cluster1, name) == "64"
         assert cloud.quota_usage("cyclades.disk") == 64 * MiB
+    finally:
+        portal.snf_portal("quota", "set", cloud.email, "cyclades.disk", str(40 * GiB))
+    cluster1.gnt("gnt-instance", "remove", "-f", name)
+    assert usage(cloud) == NOTHING
+
+
+def test_dry_runs_charge_nothing(
+    cloud: Cloud, cluster1: Cluster, portal: Any, made: list[str]
+) -> None:
+    """With room for one 64 MiB disk and 32 MiB more: a dry-run add charges nothing; after
+    the real add, dry-run modifies that fit (32 MiB) or not (64 MiB), a dry-run add of a
+    second instance, and dry-run shutdown and remove change nothing; over quota they are
+    refused with the line a real run gets."""
+    name, other = "qh-dry.snf.test", "qh-dry2.snf.test"
+    portal.snf_portal("quota", "set", cloud.email, "cyclades.disk", str(96 * MiB))
+    try:
+        dry = add(cluster1, made, name, f"snf:owner:{cloud.uuid}", dry_run=True)
+        assert dry.returncode == 0, dry.stdout + dry.stderr
+        assert name not in instances(cluster1) and usage(cloud) == NOTHING
+        done = add(cluster1, made, name, f"snf:owner:{cloud.uuid}")
+        assert done.returncode == 0, done.stdout + done.stderr
+        held = {"cyclades.vm": 1, "cyclades.ram": 64 * MiB, "cyclades.disk": 64 * MiB}
+        assert usage(cloud) == held
+        fits = cluster1.gnt("gnt-instance", "modify", "--dry-run", "--disk", "add:size=32M",
+                            name, check=False)  # fmt: skip
+        assert fits.returncode == 0, fits.stdout + fits.stderr
+        assert disk_sizes(cluster1, name) == "64" and usage(cloud) == held
+        over = (f"cyclades.disk over quota for user {cloud.uuid}: limit 96 MiB, usage 64 MiB, "
+                "asked for 64 MiB")  # fmt: skip
+        refused = cluster1.gnt("gnt-instance", "modify", "--dry-run", "--disk", "add:size=64M",
+                               name, check=False)  # fmt: skip
+        output = refused.stdout + refused.stderr
+        assert refused.returncode != 0 and "hooks execution failed" in output, output
+        assert f"snf-quota: modify of {name} refused: {over}" in output
+        refused = add(cluster1, made, other, f"snf:owner:{cloud.uuid}", dry_run=True)
+        output = refused.stdout + refused.stderr
+        assert refused.returncode != 0 and f"snf-quota: add of {other} refused: {over}" in output
+        for action in ("shutdown", "remove"):
+            extra = ["-f"] if action == "remove" else []
+            done = cluster1.gnt("gnt-instance", action, "--dry-run", *extra, name, check=False)
+            assert done.returncode == 0, done.stdout + done.stderr
+            assert usage(cloud) == held and cloud.quota_usage("cyclades.cpu") == 1
+        assert name in instances(cluster1) and usage(cloud) == held
     finally:
         portal.snf_portal("quota", "set", cloud.email, "cyclades.disk", str(40 * GiB))
     cluster1.gnt("gnt-instance", "remove", "-f", name)

@@ -1,6 +1,7 @@
 """The quota pre-hook: the pure core (hook environment -> request, master check, tag rules,
 refusal lines) and the shell against a real local HTTP server (accept, over quota, no
-answer in time, nothing listening, no token)."""
+answer in time, nothing listening, no token); a modify's disk changes and dry runs, read
+from job files captured on the testbed."""
 
 from __future__ import annotations
 
@@ -154,10 +155,13 @@ class Portal(BaseHTTPRequestHandler):
         if server.mode == "slow":
             time.sleep(3)
         over = {"code": 413, "details": "", "message": OVER}
+        charges = {"cyclades.vm": 1, "cyclades.cpu": 2}
+        dry = {"dry_run": True, "charged": {}, "would_charge": charges}
         status, answer = {
-            "ok": (200, {"charged": {"cyclades.vm": 1, "cyclades.cpu": 2}}),
+            "ok": (200, dry if server.seen[-1][2].get("dry_run") else {"charged": charges}),
             "over": (413, {"overLimit": over}),
             "slow": (200, {}),
+            "odd": (200, ["charged"]),
         }[server.mode]
         data = json.dumps(answer).encode()
         self.send_response(status)
@@ -287,13 +291,13 @@ CAPTURED = Path(__file__).parent / "data" / "set-params"
 CAP_MASTER = "n1.c1.snf.test"
 
 
-def captured(case: str, data_dir: Path | None = None) -> dict[str, str]:
-    """The environment of a captured modify, tagged with an owner, reading its job queue
-    from ``data_dir`` (its own folder unless told)."""
-    lines = (CAPTURED / case / "env").read_text().splitlines()
+def captured(case: str, data_dir: Path | None = None, base: Path = CAPTURED) -> dict[str, str]:
+    """The environment of a captured operation (in ``base``: a modify unless told), tagged
+    with an owner, reading its job queue from ``data_dir`` (its own folder unless told)."""
+    lines = (base / case / "env").read_text().splitlines()
     hook_env = dict(line.split("=", 1) for line in lines if line)
     hook_env["GANETI_INSTANCE_TAGS"] = f"snf:owner:{OWNER}"
-    hook_env["GANETI_DATA_DIR"] = str(data_dir or CAPTURED / case)
+    hook_env["GANETI_DATA_DIR"] = str(data_dir or base / case)
     return hook_env
 
 
@@ -319,7 +323,7 @@ def test_the_disks_after_a_captured_modify(case: str, before: int, after: int) -
     hook_env = captured(case)
     request = qh.request_for(hook_env)
     assert request is not None and request.body["disk_mib"] == before  # as Ganeti says
-    changed, why = qh.modified(request, hook_env, CAPTURED / case)
+    changed, why = qh.from_job(request, hook_env, CAPTURED / case)
     assert why == "" and changed.body["disk_mib"] == after
     assert changed.body | {"disk_mib": before} == request.body
 
@@ -353,9 +357,14 @@ def test_without_its_job_the_disks_are_as_they_were(
     status, line = qh.run(captured("add", tmp_path / "nowhere"), cap_master)
     assert status == 1 and "\n" not in line
     assert line.startswith(f"snf-quota: modify of cap1.snf.test refused: {OVER} (disk changes ")
-    # Stop, start and the others do not look for their job.
-    assert qh.modified(qh.request_for(captured("add") | {  # type: ignore[arg-type]
-        "GANETI_HOOKS_PATH": "instance-start"}), {}, empty)[1] == ""  # fmt: skip
+    # The others look for their own opcode; without it they go as a real run, saying nothing.
+    start = qh.request_for(captured("add") | {"GANETI_HOOKS_PATH": "instance-start"})
+    assert start is not None
+    assert qh.from_job(start, {}, empty) == (
+        start, f"no job in {empty}/queue runs OP_INSTANCE_STARTUP on it")  # fmt: skip
+    status, line = qh.run(captured("add", empty) | {"GANETI_HOOKS_PATH": "instance-start"},
+                          cap_master)  # fmt: skip
+    assert (status, line) == (1, f"snf-quota: start of cap1.snf.test refused: {OVER}")
 
 
 def test_a_job_whose_changes_cannot_be_read(tmp_path: Path) -> None:
@@ -368,17 +377,112 @@ def test_a_job_whose_changes_cannot_be_read(tmp_path: Path) -> None:
     (data / "queue" / "job-5").write_text(json.dumps(job))
     request = qh.request_for(captured("remove-by-name", data))
     assert request is not None
-    assert qh.modified(request, captured("remove-by-name", data), data) == (
+    assert qh.from_job(request, captured("remove-by-name", data), data) == (
         request, "job 5: no disk 'data2' among the instance's disks")  # fmt: skip
     attach = captured("attach-by-name", data)
     shutil.copytree(CAPTURED / "attach-by-name" / "queue", data / "queue", dirs_exist_ok=True)
     request = qh.request_for(attach)
     assert request is not None
-    kept, why = qh.modified(request, attach, data)
+    kept, why = qh.from_job(request, attach, data)
     assert kept == request and why.startswith(f"job 11: cannot read {data}/config.data: ")
     (data / "config.data").write_text('{"version": 3000000, "disks": {}}')
-    assert qh.modified(request, attach, data)[1] == (
+    assert qh.from_job(request, attach, data)[1] == (
         "job 11: 0 disks with name 'extra' in Ganeti's configuration")  # fmt: skip
+
+
+# -- dry runs, from the job files a testbed cluster wrote ---------------------------------
+
+#: Captured alike (Ganeti 3.0.2, the testbed): ``gnt-instance add --dry-run`` of
+#: ``CAP1.snf.test`` (``add``; Ganeti lower-cases the name), of ``cap2`` with the name check
+#: (``add-resolved``: resolved to ``cap2.snf.test`` in the environment and the job alike), a
+#: RAPI create with ``dry-run=1`` (``rapi-add``), ``modify --dry-run --disk add:size=32M``,
+#: ``shutdown``, ``startup`` and ``remove`` with ``--dry-run``; and the real ``add``, ``stop``
+#: and ``remove``, each with a finished dry run of the same opcode in the queue before it.
+DRY = Path(__file__).parent / "data" / "dry-run"
+
+
+@pytest.mark.parametrize(
+    ("case", "op", "name", "dry"),
+    [
+        ("add", "add", "cap1.snf.test", True),
+        ("add-resolved", "add", "cap2.snf.test", True),
+        ("rapi-add", "add", "cap3.snf.test", True),
+        ("modify", "modify", "cap1.snf.test", True),
+        ("stop", "stop", "cap1.snf.test", True),
+        ("start", "start", "cap1.snf.test", True),
+        ("remove", "remove", "cap1.snf.test", True),
+        ("add-real", "add", "cap1.snf.test", False),
+        ("stop-real", "stop", "cap1.snf.test", False),
+        ("remove-real", "remove", "cap1.snf.test", False),
+    ],
+)
+def test_a_captured_dry_run_is_marked(case: str, op: str, name: str, dry: bool) -> None:
+    hook_env = captured(case, base=DRY)
+    request = qh.request_for(hook_env)
+    assert request is not None and (request.op, request.instance) == (op, name)
+    marked, why = qh.from_job(request, hook_env, DRY / case)
+    assert why == ""
+    assert marked.body.get("dry_run") is (True if dry else None)
+    # The disk the dry-run modify would add counts as a real one would.
+    added = 32 if op == "modify" else 0
+    assert marked.body == request.body | ({"dry_run": True} if dry else {}) | (
+        {"disk_mib": request.body["disk_mib"] + added} if added else {})  # fmt: skip
+
+
+def test_a_captured_dry_run_charges_nothing(
+    portal: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    configure(tmp_path, monkeypatch, f"http://127.0.0.1:{portal.server_port}")
+    status, line = qh.run(captured("add", base=DRY), cap_master)
+    assert (status, line) == (0, "snf-quota: add of cap1.snf.test (dry run): within quota; "
+                                 "charged nothing, would charge cyclades.cpu +2, "
+                                 "cyclades.vm +1")  # fmt: skip
+    sent = portal.seen[-1][2]
+    assert sent["dry_run"] is True and (sent["op"], sent["disk_mib"]) == ("add", 64)
+    status, line = qh.run(captured("modify", base=DRY), cap_master)
+    assert status == 0 and "(dry run)" in line and portal.seen[-1][2]["disk_mib"] == 96
+    # A real run after a dry run is charged: the dry run's job has ended.
+    assert qh.run(captured("add-real", base=DRY), cap_master) == (
+        0, "snf-quota: add of cap1.snf.test: charged cyclades.cpu +2, cyclades.vm +1")  # fmt: skip
+    assert "dry_run" not in portal.seen[-1][2]
+    # Over quota, a dry run gets the line a real run would get.
+    portal.mode = "over"
+    for case in ("add", "add-real"):
+        assert qh.run(captured(case, base=DRY), cap_master) == (
+            1, f"snf-quota: add of cap1.snf.test refused: {OVER}")  # fmt: skip
+    status, line = qh.run(captured("stop", base=DRY), cap_master)
+    assert status == 0 and "the stop goes on" in line
+
+
+def test_a_dry_run_whose_job_cannot_be_read(
+    portal: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without its job a dry run goes as a real one (charged, as before dry runs were seen);
+    a dry-run modify whose disk changes cannot be read is still a dry run."""
+    configure(tmp_path, monkeypatch, f"http://127.0.0.1:{portal.server_port}")
+    empty = tmp_path / "ganeti"
+    (empty / "queue").mkdir(parents=True)
+    assert qh.run(captured("add", empty, base=DRY), cap_master) == (
+        0, "snf-quota: add of cap1.snf.test: charged cyclades.cpu +2, cyclades.vm +1")  # fmt: skip
+    assert "dry_run" not in portal.seen[-1][2]
+    data = tmp_path / "broken"
+    shutil.copytree(DRY / "modify" / "queue", data / "queue")
+    job = json.loads((data / "queue" / "job-4").read_text())
+    job["ops"][0]["input"]["disks"] = [["remove", "data9", {}]]
+    (data / "queue" / "job-4").write_text(json.dumps(job))
+    status, line = qh.run(captured("modify", data, base=DRY), cap_master)
+    assert status == 0 and line.startswith("snf-quota: modify of cap1.snf.test (dry run): ")
+    assert line.endswith("the disks as they were: job 4: no disk 'data9' among the "
+                         "instance's disks)")  # fmt: skip
+    assert portal.seen[-1][2]["dry_run"] is True and portal.seen[-1][2]["disk_mib"] == 64
+    # A modify that fails otherwise (here: disks_after itself) is read alike.
+    monkeypatch.setattr(qh, "disks_after", lambda *args: 1 / 0)
+    status, line = qh.run(captured("modify", base=DRY), cap_master)
+    assert status == 0 and "(dry run)" in line and "job 4: ZeroDivisionError" in line
+    # An answer that is not the portal's shape does not crash the hook.
+    portal.mode = "odd"
+    assert qh.run(captured("add-real", base=DRY), cap_master) == (
+        0, "snf-quota: add of cap1.snf.test: charged nothing")  # fmt: skip
 
 
 # -- disks_after, the pure core, for the shapes the captures do not show --------------------

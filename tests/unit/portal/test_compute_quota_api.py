@@ -1,6 +1,7 @@
 """``POST /internal/quota/instance`` (the quota pre-hooks' endpoint) on the real quota engine:
 services only, request checking, the pure difference, over-quota 413 in OpenStack's shape,
-and the ledger that lets a modify, a start, a stop and a remove charge only differences."""
+the ledger that lets a modify, a start, a stop and a remove charge only differences, and dry
+runs, checked alike and charging nothing."""
 
 from __future__ import annotations
 
@@ -10,12 +11,16 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import func, select
 
 from snf.common.errors import InvalidInput
 from snf.portal.compute import instance_charges as ic
+from snf.portal.compute import quota_api
 from snf.portal.extensions import db
 from snf.portal.identity import accounts
+from snf.portal.identity.models import User
 from snf.quota import engine as quota
+from snf.quota.models import Commission
 
 MiB, GiB = 1 << 20, 1 << 30
 URL = "/internal/quota/instance"
@@ -59,13 +64,17 @@ def test_parse_and_target() -> None:
     assert ic.parse(body(owner, op="start", running=False)).running
     assert ic.target(ic.parse({"owner": owner, "instance": "a", "cluster": "c",
                                "op": "remove"})) == {}  # fmt: skip
+    assert not request.dry_run and ic.parse(body(owner, dry_run=True)).dry_run
+    assert ic.parse({"owner": owner, "instance": "a", "cluster": "c", "op": "remove",
+                     "dry_run": True}).dry_run  # fmt: skip
 
 
 @pytest.mark.parametrize(
     "change",
     [{"owner": "nobody"}, {"project": 7}, {"instance": "a b"}, {"instance": "-x"},
      {"cluster": ""}, {"op": "reboot"}, {"vcpus": -1}, {"vcpus": True}, {"memory_mib": "512"},
-     {"disk_mib": 1 << 40}, {"running": "yes"}, {"old": {}}],
+     {"disk_mib": 1 << 40}, {"running": "yes"}, {"old": {}}, {"dry_run": 1},
+     {"dry_run": "true"}, {"dry_run": None}],
 )  # fmt: skip
 def test_parse_refuses_bad_fields(change: dict[str, Any]) -> None:
     with pytest.raises(InvalidInput):
@@ -159,3 +168,74 @@ def test_over_quota_is_413_naming_the_resource(app: Flask, client: FlaskClient, 
     assert usage(app, user)["cyclades.vm"] == 1  # nothing of the refused one stays
     # Not running, it fits (cyclades.ram counts running instances only).
     assert post(client, service, body(user, instance="vm2", running=False)).status_code == 200
+
+
+def commissions(app: Flask) -> int:
+    with app.app_context():
+        return db.session.scalar(
+            select(func.count()).select_from(Commission)
+            .where(Commission.service == quota_api.SERVICE)
+        )  # fmt: skip
+
+
+def test_a_dry_run_charges_nothing(app: Flask, client: FlaskClient, service: str,
+                                   alice: dict[str, str]) -> None:  # fmt: skip
+    """Ganeti's --dry-run: the same answer but for the charge, which a real run then makes."""
+    user = alice["uuid"]
+    answer = post(client, service, body(user, dry_run=True))
+    assert answer.status_code == 200, answer.get_json()
+    full = {"cyclades.vm": 1, "cyclades.total_cpu": 2, "cyclades.total_ram": 512 * MiB,
+            "cyclades.disk": 1024 * MiB, "cyclades.cpu": 2, "cyclades.ram": 512 * MiB}  # fmt: skip
+    assert answer.get_json() == {"instance": "vm1.example.test", "cluster": "c1",
+                                 "dry_run": True, "serial": None, "charged": {},
+                                 "would_charge": full, "holds": {}}  # fmt: skip
+    assert usage(app, user) == {} and commissions(app) == 0
+    real = post(client, service, body(user)).get_json()
+    assert real["charged"] == full and "dry_run" not in real and real["serial"]
+    # A dry-run modify, stop and remove of what it holds: what they would change, nothing more.
+    answer = post(client, service, body(user, op="modify", vcpus=3, dry_run=True)).get_json()
+    assert answer["would_charge"] == {"cyclades.cpu": 1, "cyclades.total_cpu": 1}
+    assert answer["holds"] == full and answer["charged"] == {}
+    stop = post(client, service, body(user, op="stop", dry_run=True)).get_json()
+    assert stop["would_charge"] == {"cyclades.cpu": -2, "cyclades.ram": -512 * MiB}
+    remove = post(client, service, {"owner": user, "instance": "vm1.example.test",
+                                    "cluster": "c1", "op": "remove", "dry_run": True})  # fmt: skip
+    assert remove.status_code == 200 and remove.get_json()["would_charge"]["cyclades.vm"] == -1
+    assert usage(app, user) == full and commissions(app) == 1
+
+
+def test_a_dry_run_over_quota_is_refused_alike(app: Flask, client: FlaskClient, service: str,
+                                               alice: dict[str, str]) -> None:  # fmt: skip
+    user = alice["uuid"]
+    with app.app_context():
+        quota.ensure_user(db.session, uuid.UUID(user))
+        quota.set_grants(db.session, uuid.UUID(user), {"cyclades.ram": {
+            "project_capacity": GiB, "member_capacity": GiB}})  # fmt: skip
+        db.session.commit()
+    assert post(client, service, body(user, memory_mib=768)).status_code == 200
+    dry = post(client, service, body(user, instance="vm2", memory_mib=512, dry_run=True))
+    real = post(client, service, body(user, instance="vm2", memory_mib=512))
+    assert dry.status_code == real.status_code == 413
+    assert dry.get_json() == real.get_json()
+    assert dry.get_json()["overLimit"]["message"].startswith("cyclades.ram over quota for user")
+    assert usage(app, user)["cyclades.ram"] == 768 * MiB and commissions(app) == 1
+    # Within the limit it fits, and still charges nothing.
+    fits = post(client, service, body(user, instance="vm2", memory_mib=256, dry_run=True))
+    assert fits.status_code == 200 and fits.get_json()["would_charge"]["cyclades.ram"] == 256 * MiB
+    assert usage(app, user)["cyclades.ram"] == 768 * MiB and commissions(app) == 1
+
+
+def test_a_dry_run_for_a_user_without_quota_yet(app: Flask, client: FlaskClient,
+                                                service: str) -> None:  # fmt: skip
+    """A user the quota engine does not know yet: the base holdings a real run would make on
+    the way do not stay either (the whole request is undone with its SAVEPOINT)."""
+    with app.app_context():
+        user = User(email="bob@example.test", display_name="Bob", is_active=True)
+        db.session.add(user)
+        db.session.commit()
+        who = str(user.uuid)
+    assert post(client, service, body(who, dry_run=True)).status_code == 200
+    with app.app_context():
+        assert quota.quotas(db.session, uuid.UUID(who), visible_only=False) == {}
+    assert post(client, service, body(who)).status_code == 200
+    assert usage(app, who)["cyclades.vm"] == 1
