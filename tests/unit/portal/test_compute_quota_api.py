@@ -150,14 +150,18 @@ def test_add_modify_stop_start_remove(app: Flask, client: FlaskClient, service: 
     assert usage(app, user) == {}
 
 
-def test_over_quota_is_413_naming_the_resource(app: Flask, client: FlaskClient, service: str,
-                                               alice: dict[str, str]) -> None:  # fmt: skip
-    user = alice["uuid"]
+def limit_ram(app: Flask, user: str, limit: int) -> None:
     with app.app_context():
         quota.ensure_user(db.session, uuid.UUID(user))
         quota.set_grants(db.session, uuid.UUID(user), {"cyclades.ram": {
-            "project_capacity": GiB, "member_capacity": GiB}})  # fmt: skip
+            "project_capacity": limit, "member_capacity": limit}})  # fmt: skip
         db.session.commit()
+
+
+def test_over_quota_is_413_naming_the_resource(app: Flask, client: FlaskClient, service: str,
+                                               alice: dict[str, str]) -> None:  # fmt: skip
+    user = alice["uuid"]
+    limit_ram(app, user, GiB)
     assert post(client, service, body(user, memory_mib=768)).status_code == 200
     answer = post(client, service, body(user, instance="vm2", memory_mib=512))
     assert answer.status_code == 413
@@ -207,11 +211,7 @@ def test_a_dry_run_charges_nothing(app: Flask, client: FlaskClient, service: str
 def test_a_dry_run_over_quota_is_refused_alike(app: Flask, client: FlaskClient, service: str,
                                                alice: dict[str, str]) -> None:  # fmt: skip
     user = alice["uuid"]
-    with app.app_context():
-        quota.ensure_user(db.session, uuid.UUID(user))
-        quota.set_grants(db.session, uuid.UUID(user), {"cyclades.ram": {
-            "project_capacity": GiB, "member_capacity": GiB}})  # fmt: skip
-        db.session.commit()
+    limit_ram(app, user, GiB)
     assert post(client, service, body(user, memory_mib=768)).status_code == 200
     dry = post(client, service, body(user, instance="vm2", memory_mib=512, dry_run=True))
     real = post(client, service, body(user, instance="vm2", memory_mib=512))
