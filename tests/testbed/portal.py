@@ -113,7 +113,11 @@ def start(
         stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
     )  # fmt: skip
     (root / "portal.pid").write_text(str(proc.pid))
-    lan().call(_probe, f"{BASE_URL}/identity/v3", 30.0)
+    try:
+        lan().call(_probe, f"{BASE_URL}/identity/v3", 30.0)
+    except Exception as exc:
+        tail = (root / "portal.log").read_text(errors="replace").splitlines()[-40:]
+        raise RuntimeError(f"the portal did not answer: {exc}\nportal.log:\n" + "\n".join(tail))
     return Portal(base_url, etc, proc.pid)
 
 
