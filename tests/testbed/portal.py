@@ -116,8 +116,8 @@ def start(
     try:
         lan().call(_probe, f"{BASE_URL}/identity/v3", 30.0)
     except Exception as exc:
-        tail = (root / "portal.log").read_text(errors="replace").splitlines()[-40:]
-        raise RuntimeError(f"the portal did not answer: {exc}\nportal.log:\n" + "\n".join(tail))
+        tail = "\n".join((root / "portal.log").read_text(errors="replace").splitlines()[-40:])
+        raise RuntimeError(f"the portal did not answer: {exc}\nportal.log:\n{tail}") from None
     return Portal(base_url, etc, proc.pid)
 
 
