@@ -52,7 +52,6 @@ def event_from_env(env: Mapping[str, str], queue: Path) -> events.Event | None:
 
 def run(env: Mapping[str, str], config_dir: Path | None = None) -> None:
     config = load_config(config_dir)
-    setup_from_config("snf-events-hook", config.log)
     hooks = config.hooks
     queue = Path(env.get("GANETI_DATA_DIR") or hooks.ganeti_data_dir) / "queue"
     if not hooks.service_token_file.exists():
@@ -78,6 +77,7 @@ def run(env: Mapping[str, str], config_dir: Path | None = None) -> None:
 def main() -> None:
     """The hook's entry point: always exits 0."""
     try:
+        setup_from_config("snf-events-hook", load_config().log)
         run(os.environ)
     except Exception as exc:  # a post-hook must never fail the job
         print(f"snf-events: warning: {type(exc).__name__}: {exc}", file=sys.stderr)
