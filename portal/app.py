@@ -3,9 +3,11 @@ this module does nothing.  Production runs it under gunicorn (``snf-portal serve
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -22,15 +24,25 @@ log = logging.getLogger("snf.portal")
 
 
 def _secret_key(path: Path) -> str:
-    """The session secret, created (mode 0600) on first use."""
+    """The session secret, created (mode 0600) on first use.  Every worker of a first start
+    may get here at once: the file appears whole (written aside, then linked into place) and
+    the first link wins."""
     try:
         return path.read_text().strip()
     except FileNotFoundError:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, aside = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
+    try:
         with os.fdopen(fd, "w") as f:
             f.write(secrets.token_urlsafe(48))
-        return path.read_text().strip()
+            f.flush()
+            os.fsync(f.fileno())
+        with contextlib.suppress(FileExistsError):  # another worker's secret is the one
+            os.link(aside, path)
+    finally:
+        os.unlink(aside)
+    return path.read_text().strip()
 
 
 def create_app(config: Config | None = None, **overrides: Any) -> Flask:
