@@ -237,7 +237,8 @@ def test_a_running_server_snapshotted_becomes_an_image_for_a_new_server(
     assert {k.lower(): v for k, v in got.items()}["location"].endswith(f"/images/{image}")
     status, got, _ = cloud.api("HEAD", f"/image/v1.0/images/{image}")
     meta = {k.lower(): v for k, v in got.items()}
-    assert status == 200 and "/snapshots/vm-first-" in meta["x-image-meta-location"]
+    root = cloud.api("GET", f"/compute/v2.0/servers/{first['id']}")[2]["server"]["volumes"][0]
+    assert status == 200 and f"/snapshots/volume-{root}-" in meta["x-image-meta-location"]
     assert meta["x-image-meta-size"] == str(1 << 30)
     assert cloud.wait_status(first["id"], "ACTIVE")  # the server ran on
     cloud.delete_server(first["id"])  # the snapshot does not need it
