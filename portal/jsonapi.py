@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
-from flask import g, request
+from flask import current_app, g, request
 
 from snf.common.errors import InvalidInput
 
+from .errors import ApiError
 from .extensions import db
 from .identity.accounts import Principal, authenticate
 
@@ -42,3 +44,19 @@ def principal() -> Principal:
     if "principal" not in g:
         g.principal = authenticate(db.session, request_token())
     return g.principal
+
+
+def user_uuid(api: str) -> uuid.UUID:
+    """The calling user's UUID; 403 for a service token (``api`` names the API)."""
+    who = principal().user
+    if who is None:
+        raise ApiError(403, f"the {api} API is for users, not services")
+    return who.uuid
+
+
+def version_entry(path: str, ident: str, version: str, min_version: str) -> dict[str, Any]:
+    """One entry of a discovery document (OpenStack's shape) for the API at ``path``."""
+    root = current_app.config["SNF"].portal.base_url.rstrip("/")
+    return {"id": ident, "status": "CURRENT", "version": version, "min_version": min_version,
+            "updated": "2026-11-25T00:00:00Z",
+            "links": [{"rel": "self", "href": f"{root}{path}/"}]}  # fmt: skip

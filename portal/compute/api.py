@@ -15,7 +15,7 @@ from snf.common.config import ComputeConfig
 
 from ..errors import ApiError
 from ..extensions import db
-from ..jsonapi import json_body, principal
+from ..jsonapi import json_body, user_uuid, version_entry
 from ..pithos.api import store as pithos_store
 from ..volumes.rows import volumes_of
 from . import consoles, lifecycle, requests, snapshots, views
@@ -35,18 +35,12 @@ def base() -> str:
 
 
 def user() -> uuid.UUID:
-    who = principal().user
-    if who is None:
-        raise ApiError(403, "the compute API is for users, not services")
-    return who.uuid
+    return user_uuid("compute")
 
 
 def _version(version: str) -> dict[str, Any]:
     micro, minimum = VERSIONS[version]
-    root = current_app.config["SNF"].portal.base_url.rstrip("/")
-    return {"id": version, "status": "CURRENT", "version": micro, "min_version": minimum,
-            "updated": "2026-11-25T00:00:00Z",
-            "links": [{"rel": "self", "href": f"{root}/compute/{version}/"}]}  # fmt: skip
+    return version_entry(f"/compute/{version}", version, micro, minimum)
 
 
 def version_document() -> Response:

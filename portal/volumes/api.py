@@ -20,7 +20,7 @@ from ..compute.models import Server
 from ..errors import ApiError
 from ..extensions import db
 from ..images.registry import location_of
-from ..jsonapi import json_body, principal
+from ..jsonapi import json_body, user_uuid, version_entry
 from ..pithos.api import store
 from . import actions, rows, snapshots, views
 from .models import Snapshot, Volume
@@ -45,17 +45,12 @@ def base() -> str:
 
 
 def user() -> uuid.UUID:
-    who = principal().user
-    if who is None:
-        raise ApiError(403, "the volume API is for users, not services")
-    return who.uuid
+    return user_uuid("volume")
 
 
 def _version(version: str) -> dict[str, Any]:
     ident, micro = VERSIONS[version]
-    return {"id": ident, "status": "CURRENT", "version": micro, "min_version": micro,
-            "updated": "2026-11-25T00:00:00Z",
-            "links": [{"rel": "self", "href": f"{_root()}/volume/{version}/"}]}  # fmt: skip
+    return version_entry(f"/volume/{version}", ident, micro, micro)
 
 
 def version_document() -> Response:
